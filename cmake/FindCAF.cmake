@@ -1,0 +1,13 @@
+# Debian's libcaf-dev (CAF 0.17) ships no CMake config; find it by hand.
+find_path(CAF_INCLUDE_DIR caf/all.hpp)
+find_library(CAF_CORE_LIBRARY caf_core)
+find_library(CAF_IO_LIBRARY caf_io)
+include(FindPackageHandleStandardArgs)
+find_package_handle_standard_args(CAF REQUIRED_VARS CAF_INCLUDE_DIR CAF_CORE_LIBRARY CAF_IO_LIBRARY)
+if(CAF_FOUND AND NOT TARGET caf::core)
+  add_library(caf::core INTERFACE IMPORTED)
+  target_include_directories(caf::core INTERFACE ${CAF_INCLUDE_DIR})
+  target_link_libraries(caf::core INTERFACE ${CAF_CORE_LIBRARY} Threads::Threads)
+  add_library(caf::io INTERFACE IMPORTED)
+  target_link_libraries(caf::io INTERFACE ${CAF_IO_LIBRARY} caf::core)
+endif()
