@@ -1,0 +1,662 @@
+// The HTTP query API over a store. See actors/query_api.hpp for the contract
+// and docs of the limits; DESIGN.md "HTTP API" for the answer shapes.
+
+#include "actors/query_api.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "storage/query.hpp"
+#include "wire/codec.hpp"
+
+namespace pulse::api {
+
+namespace {
+
+// Ordered so that answers list their keys as DESIGN.md shows them
+// ("t" first, then count, sum, ...), which humans reading curl output expect.
+using json = nlohmann::ordered_json;
+
+// A failed step of request handling: the answer to send instead.
+using failure = std::optional<http_answer>;
+
+std::string dump(const json& j) {
+  // Error messages echo client input, which may be invalid UTF-8: replace
+  // bad bytes rather than letting dump() throw.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+http_answer ok_answer(const json& j) {
+  http_answer a;
+  a.body = dump(j);
+  return a;
+}
+
+http_answer bad_request(std::string_view message) { return json_error(400, "bad_request", message); }
+http_answer not_found(std::string_view message) { return json_error(404, "not_found", message); }
+http_answer internal_error(std::string_view message) { return json_error(500, "internal", message); }
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Unsigned decimal without sign, spaces or exponent; false on overflow.
+bool parse_u64(std::string_view s, std::uint64_t& out) {
+  if (s.empty() || s.size() > 20) return false;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (!is_digit(c)) return false;
+    auto d = static_cast<std::uint64_t>(c - '0');
+    if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  out = v;
+  return true;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// --- query string ---------------------------------------------------------
+
+// Decoded query parameters of one request. An empty value counts as absent,
+// so that `?prefix=&limit=` (as forms and the DESIGN.md templates write them)
+// means "use the defaults".
+class params {
+ public:
+  const std::string* find(std::string_view key) const {
+    for (auto& [k, v] : items_)
+      if (k == key) return v.empty() ? nullptr : &v;
+    return nullptr;
+  }
+
+  // Splits and decodes `query`; rejects bad escapes, duplicates and names
+  // not in `allowed` (a typo like `form=` must not silently mean "from 0").
+  failure parse(std::string_view query, std::initializer_list<std::string_view> allowed) {
+    std::vector<std::string> unknown;
+    while (!query.empty()) {
+      auto amp = query.find('&');
+      auto piece = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+      if (piece.empty()) continue;  // "a=1&&b=2" and a trailing '&' are harmless
+      auto eq = piece.find('=');
+      bool ok_key = true, ok_value = true;
+      auto key = url_decode(piece.substr(0, eq), ok_key);
+      std::string value;
+      if (eq != std::string_view::npos) value = url_decode(piece.substr(eq + 1), ok_value);
+      if (!ok_key || !ok_value)
+        return bad_request("malformed %-escape in query parameter '" + std::string(piece) + "'");
+      if (key.empty()) return bad_request("query parameter without a name");
+      for (auto& [k, v] : items_)
+        if (k == key) return bad_request("duplicate query parameter '" + key + "'");
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+        unknown.push_back(key);
+      items_.emplace_back(std::move(key), std::move(value));
+    }
+    if (!unknown.empty()) {
+      std::string msg = unknown.size() == 1 ? "unknown query parameter " : "unknown query parameters ";
+      for (std::size_t i = 0; i < unknown.size(); ++i) msg += (i ? ", '" : "'") + unknown[i] + "'";
+      msg += "; allowed here: ";
+      if (allowed.size() == 0) msg += "none";
+      bool first = true;
+      for (auto a : allowed) {
+        msg += first ? "" : ", ";
+        msg += a;
+        first = false;
+      }
+      return bad_request(msg);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> items_;
+};
+
+failure parse_limit(const params& p, std::size_t default_limit, std::size_t max_limit,
+                    std::size_t& out) {
+  out = default_limit;
+  auto s = p.find("limit");
+  if (!s) return std::nullopt;
+  std::uint64_t v = 0;
+  // Out-of-range limits are rejected, not clamped, so that a client never
+  // believes it got everything it asked for.
+  if (!parse_u64(*s, v) || v == 0 || v > max_limit)
+    return bad_request("limit must be an integer from 1 to " + std::to_string(max_limit) +
+                       ", got '" + *s + "'");
+  out = static_cast<std::size_t>(v);
+  return std::nullopt;
+}
+
+// `from` (default 0) and `to` (default now + 1 day), with from < to.
+failure parse_window(const params& p, std::int64_t& from, std::int64_t& to) {
+  from = 0;
+  to = std::min(now_ms() + default_to_ahead_ms, max_time_ms);
+  if (auto s = p.find("from"); s && !parse_time_param(*s, from))
+    return bad_request("from must be ms since epoch or RFC 3339 (0 to year 9999), got '" + *s + "'");
+  if (auto s = p.find("to"); s && !parse_time_param(*s, to))
+    return bad_request("to must be ms since epoch or RFC 3339 (0 to year 9999), got '" + *s + "'");
+  if (from >= to)
+    return bad_request("from (" + std::to_string(from) + ") must be before to (" +
+                       std::to_string(to) + ")");
+  return std::nullopt;
+}
+
+failure parse_prefix(const params& p, std::string& prefix) {
+  prefix.clear();
+  auto s = p.find("prefix");
+  if (!s) return std::nullopt;
+  // A prefix is the start of a device id; anything else could never match,
+  // and saying so beats an empty answer.
+  if (!valid_device_id(*s))
+    return bad_request("prefix must be 1-128 characters of [A-Za-z0-9:._-], got '" + *s + "'");
+  prefix = *s;
+  return std::nullopt;
+}
+
+// --- aggregates -----------------------------------------------------------
+
+enum fn_bit : unsigned {
+  fn_count = 1u << 0,
+  fn_sum = 1u << 1,
+  fn_min = 1u << 2,
+  fn_max = 1u << 3,
+  fn_avg = 1u << 4,
+  fn_first = 1u << 5,
+  fn_last = 1u << 6,
+  fn_all = (1u << 7) - 1,
+};
+
+struct fn_name {
+  std::string_view name;
+  fn_bit bit;
+};
+
+// In the order answers list them (DESIGN.md's aggregate shape).
+constexpr fn_name fn_names[] = {
+  {"count", fn_count}, {"sum", fn_sum},     {"min", fn_min},  {"max", fn_max},
+  {"avg", fn_avg},     {"first", fn_first}, {"last", fn_last},
+};
+
+failure parse_fns(const params& p, unsigned& fns) {
+  fns = fn_all;
+  auto s = p.find("fn");
+  if (!s) return std::nullopt;
+  fns = 0;
+  std::string_view rest = *s;
+  while (true) {
+    auto comma = rest.find(',');
+    auto item = rest.substr(0, comma);
+    auto it = std::find_if(std::begin(fn_names), std::end(fn_names),
+                           [&](const fn_name& f) { return f.name == item; });
+    if (it == std::end(fn_names))
+      return bad_request("unknown fn '" + std::string(item) +
+                         "'; allowed: avg, min, max, sum, count, first, last");
+    fns |= it->bit;
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+  return std::nullopt;
+}
+
+struct agg_request {
+  std::string metric;
+  std::int64_t from = 0;
+  std::int64_t to = 0;
+  std::optional<std::string> step_text;  // echoed as given; null when absent
+  std::int64_t step_ms = 0;              // 0: one bucket for the whole window
+  unsigned fns = fn_all;
+};
+
+failure parse_agg_request(const params& p, agg_request& r) {
+  auto metric = p.find("metric");
+  if (!metric) return bad_request("metric is required");
+  if (!valid_metric_name(*metric))
+    return bad_request("metric must be 1-64 characters of [A-Za-z0-9_.], got '" + *metric + "'");
+  r.metric = *metric;
+  if (auto f = parse_window(p, r.from, r.to)) return f;
+  if (auto s = p.find("step")) {
+    if (!parse_duration_ms(*s, r.step_ms))
+      return bad_request("step must be a positive duration such as 250ms, 1s, 5m, 1h or 1d, got '" +
+                         *s + "'");
+    r.step_text = *s;
+    auto span = r.to - r.from;
+    auto n = span / r.step_ms + (span % r.step_ms != 0 ? 1 : 0);
+    if (n > max_buckets)
+      return bad_request("the window from " + std::to_string(r.from) + " to " +
+                         std::to_string(r.to) + " holds " + std::to_string(n) + " buckets of " +
+                         *s + ", at most " + std::to_string(max_buckets) +
+                         " are allowed; narrow from/to or use a larger step");
+  }
+  return parse_fns(p, r.fns);
+}
+
+// The step handed to storage. Without a step the answer is one bucket; any
+// storage step at least as long as the window splits it into at most two
+// epoch-aligned buckets, which are merged afterwards. Rounding up to whole
+// hours or minutes keeps those bucket edges on rollup edges.
+std::int64_t storage_step(const agg_request& r) {
+  if (r.step_ms > 0) return r.step_ms;
+  auto span = r.to - r.from;
+  auto round_up = [](std::int64_t v, std::int64_t unit) { return (v + unit - 1) / unit * unit; };
+  if (span >= ms_per_hour) return round_up(span, ms_per_hour);
+  if (span >= ms_per_minute) return round_up(span, ms_per_minute);
+  return span;
+}
+
+// Buckets of one device as the answer shows them: empty ones dropped, and
+// merged into one bucket at `from` when no step was asked for.
+failure device_buckets(const storage::store& db, std::string_view device, const agg_request& r,
+                       std::vector<storage::bucket>& out) {
+  storage::status st;
+  auto raw = storage::aggregate_device(db, device, r.metric, r.from, r.to, storage_step(r), st);
+  if (!st) return internal_error("aggregating " + std::string(device) + ": " + st.message);
+  out.clear();
+  if (r.step_ms == 0) {
+    storage::bucket one;
+    one.t = r.from;
+    for (auto& b : raw)
+      if (b.agg.count > 0) one.agg.merge(b.agg);
+    if (one.agg.count > 0) out.push_back(one);
+    return std::nullopt;
+  }
+  for (auto& b : raw)
+    if (b.agg.count > 0) out.push_back(std::move(b));
+  return std::nullopt;
+}
+
+json bucket_json(std::int64_t t, const storage::aggregate& a, unsigned fns) {
+  json j;
+  j["t"] = t;
+  for (auto& f : fn_names) {
+    if (!(fns & f.bit)) continue;
+    switch (f.bit) {
+      case fn_count: j["count"] = a.count; break;
+      case fn_sum: j["sum"] = a.sum(); break;
+      case fn_min: j["min"] = a.min; break;
+      case fn_max: j["max"] = a.max; break;
+      case fn_avg: j["avg"] = a.avg(); break;
+      case fn_first: j["first"] = a.first; break;
+      case fn_last: j["last"] = a.last; break;
+      default: break;
+    }
+  }
+  return j;
+}
+
+json buckets_json(const std::vector<storage::bucket>& buckets, unsigned fns) {
+  auto arr = json::array();
+  for (auto& b : buckets) arr.push_back(bucket_json(b.t, b.agg, fns));
+  return arr;
+}
+
+json step_json(const agg_request& r) { return r.step_text ? json(*r.step_text) : json(nullptr); }
+
+// --- devices --------------------------------------------------------------
+
+failure require_db(const query_context& ctx) {
+  if (!ctx.db) return internal_error("the store is not open");
+  return std::nullopt;
+}
+
+json record_json(const query_context& ctx, const storage::device_record& rec) {
+  json j;
+  j["id"] = rec.id;
+  j["last_seq"] = rec.last_seq;
+  j["first_seen"] = rec.first_seen;
+  j["last_seen"] = rec.last_seen;
+  j["online"] = ctx.online ? ctx.online(rec.id) : false;
+  j["metrics"] = rec.metrics;
+  return j;
+}
+
+// Loads a device or answers 404 (or 500 when storage fails).
+failure load_device(const query_context& ctx, const std::string& id,
+                    std::optional<storage::device_record>& rec) {
+  if (auto f = require_db(ctx)) return f;
+  storage::status st;
+  rec = ctx.db->load_device(id, st);
+  if (!st) return internal_error("loading device " + id + ": " + st.message);
+  if (!rec) return not_found("no device '" + id + "'");
+  return std::nullopt;
+}
+
+http_answer list_devices(const query_context& ctx, const params& p) {
+  std::size_t limit = 0;
+  if (auto f = parse_limit(p, default_devices_limit, max_devices_limit, limit)) return *f;
+  std::string prefix;
+  if (auto f = parse_prefix(p, prefix)) return *f;
+  std::string after;
+  if (auto s = p.find("cursor")) {
+    // The cursor is the last id of the previous page, so it is a device id.
+    if (!valid_device_id(*s)) return bad_request("invalid cursor '" + *s + "'");
+    after = *s;
+  }
+  if (auto f = require_db(ctx)) return *f;
+  storage::status st;
+  // One extra row tells whether another page exists, so the last page says
+  // null instead of sending the client on an empty round trip.
+  auto page = ctx.db->list_devices(prefix, after, limit + 1, st);
+  if (!st) return internal_error("listing devices: " + st.message);
+  json next = nullptr;
+  if (page.size() > limit) {
+    page.resize(limit);
+    next = page.back().id;
+  }
+  json j;
+  j["devices"] = json::array();
+  for (auto& rec : page) j["devices"].push_back(record_json(ctx, rec));
+  j["next_cursor"] = std::move(next);
+  return ok_answer(j);
+}
+
+http_answer device_detail(const query_context& ctx, const std::string& id) {
+  std::optional<storage::device_record> rec;
+  if (auto f = load_device(ctx, id, rec)) return *f;
+  auto j = record_json(ctx, *rec);
+  if (rec->latest.empty()) {
+    j["latest"] = nullptr;
+  } else {
+    json values = json::object();
+    for (auto& [name, v] : rec->latest) values[name] = v;
+    j["latest"] = json{{"ts", rec->latest_ts}, {"values", std::move(values)}};
+  }
+  // meta is stored as compact JSON text; {} when the device never sent one,
+  // null if the stored text does not parse (a storage bug, not the client's).
+  if (rec->meta.empty()) {
+    j["meta"] = json::object();
+  } else {
+    auto meta = json::parse(rec->meta, nullptr, false);
+    j["meta"] = meta.is_discarded() ? json(nullptr) : std::move(meta);
+  }
+  return ok_answer(j);
+}
+
+http_answer device_readings(const query_context& ctx, const std::string& id, const params& p) {
+  std::size_t limit = 0;
+  if (auto f = parse_limit(p, default_readings_limit, max_readings_limit, limit)) return *f;
+  std::int64_t from = 0, to = 0;
+  if (auto f = parse_window(p, from, to)) return *f;
+  std::string cursor;
+  if (auto s = p.find("cursor")) cursor = *s;
+  std::optional<storage::device_record> rec;
+  if (auto f = load_device(ctx, id, rec)) return *f;
+  storage::status st;
+  std::string next;
+  auto rows = storage::read_readings(*ctx.db, id, from, to, limit, cursor, next, st);
+  if (!st) {
+    // The cursor is storage's own opaque format and storage reports a bad one
+    // like any other failure. Retrying without it tells the two apart: if the
+    // same read works from the start, the cursor was the problem (400).
+    if (!cursor.empty()) {
+      storage::status probe_st;
+      std::string probe_next;
+      storage::read_readings(*ctx.db, id, from, to, 1, "", probe_next, probe_st);
+      if (probe_st) return bad_request("invalid cursor '" + cursor + "'");
+    }
+    return internal_error("reading " + id + ": " + st.message);
+  }
+  json j;
+  j["device"] = id;
+  j["readings"] = json::array();
+  for (auto& r : rows) {
+    json values = json::object();
+    for (auto& [name, v] : r.values) values[name] = v;
+    j["readings"].push_back(json{{"seq", r.seq}, {"ts", r.ts}, {"values", std::move(values)}});
+  }
+  j["next_cursor"] = next.empty() ? json(nullptr) : json(next);
+  return ok_answer(j);
+}
+
+http_answer device_aggregate(const query_context& ctx, const std::string& id, const params& p) {
+  agg_request r;
+  if (auto f = parse_agg_request(p, r)) return *f;
+  std::optional<storage::device_record> rec;
+  if (auto f = load_device(ctx, id, rec)) return *f;
+  std::vector<storage::bucket> buckets;
+  if (auto f = device_buckets(*ctx.db, id, r, buckets)) return *f;
+  json j;
+  j["device"] = id;
+  j["metric"] = r.metric;
+  j["step"] = step_json(r);
+  j["buckets"] = buckets_json(buckets, r.fns);
+  j["partial"] = false;
+  return ok_answer(j);
+}
+
+http_answer fleet_aggregate(const query_context& ctx, const params& p) {
+  agg_request r;
+  if (auto f = parse_agg_request(p, r)) return *f;
+  std::string prefix;
+  if (auto f = parse_prefix(p, prefix)) return *f;
+  bool group = false;
+  if (auto g = p.find("group_by")) {
+    if (*g != "device") return bad_request("group_by must be 'device', got '" + *g + "'");
+    group = true;
+  }
+  if (auto f = require_db(ctx)) return *f;
+
+  std::map<std::int64_t, storage::aggregate> merged;  // without group_by, by bucket start
+  auto groups = json::array();
+  std::int64_t group_buckets = 0;
+  std::vector<storage::bucket> buckets;
+  std::string after;
+  while (true) {
+    storage::status st;
+    auto page = ctx.db->list_devices(prefix, after, fleet_page_size, st);
+    if (!st) return internal_error("listing devices: " + st.message);
+    if (page.empty()) break;
+    // Guards against a store that does not advance, which would loop forever.
+    if (!after.empty() && page.back().id <= after)
+      return internal_error("device listing did not advance past '" + after + "'");
+    for (auto& rec : page) {
+      // The dictionary names every metric the device ever stored; skipping
+      // the others saves their seeks on large fleets.
+      if (std::find(rec.metrics.begin(), rec.metrics.end(), r.metric) == rec.metrics.end())
+        continue;
+      if (auto f = device_buckets(*ctx.db, rec.id, r, buckets)) return *f;
+      if (buckets.empty()) continue;
+      if (group) {
+        group_buckets += static_cast<std::int64_t>(buckets.size());
+        if (group_buckets > max_group_buckets)
+          return bad_request("the grouped answer exceeds " + std::to_string(max_group_buckets) +
+                             " buckets; narrow prefix, from/to or use a larger step");
+        groups.push_back(json{{"device", rec.id}, {"buckets", buckets_json(buckets, r.fns)}});
+      } else {
+        for (auto& b : buckets) merged[b.t].merge(b.agg);
+      }
+    }
+    after = page.back().id;
+  }
+
+  json j;
+  j["metric"] = r.metric;
+  j["step"] = step_json(r);
+  if (group) {
+    j["groups"] = std::move(groups);
+  } else {
+    auto arr = json::array();
+    for (auto& [t, agg] : merged) arr.push_back(bucket_json(t, agg, r.fns));
+    j["buckets"] = std::move(arr);
+  }
+  j["partial"] = false;
+  return ok_answer(j);
+}
+
+// --- routing --------------------------------------------------------------
+
+enum class endpoint { devices, device, readings, device_aggregate, fleet_aggregate };
+
+http_answer route(const query_context& ctx, std::string_view method, std::string_view target) {
+  if (target.empty() || target.front() != '/')
+    return bad_request("the request target must be an absolute path");
+  auto qmark = target.find('?');
+  auto path = target.substr(0, qmark);
+  auto query = qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
+
+  constexpr std::string_view root = "/api/";
+  if (path.substr(0, root.size()) != root) return not_found("no such endpoint");
+
+  // Strict segments: no normalisation, so "..", "." and "//" are refused
+  // rather than interpreted (a proxy in front may interpret them differently).
+  std::vector<std::string_view> segs;
+  for (auto rest = path.substr(1);;) {
+    auto slash = rest.find('/');
+    auto seg = rest.substr(0, slash);
+    if (seg.empty()) return bad_request("empty path segment in '" + std::string(path) + "'");
+    if (seg == "." || seg == "..")
+      return bad_request("'.' and '..' path segments are not allowed");
+    segs.push_back(seg);
+    if (slash == std::string_view::npos) break;
+    rest = rest.substr(slash + 1);
+  }
+
+  endpoint ep;
+  auto n = segs.size();
+  if (n < 3 || segs[0] != "api" || segs[1] != "v1") return not_found("no such endpoint");
+  if (n == 3 && segs[2] == "devices") ep = endpoint::devices;
+  else if (n == 3 && segs[2] == "aggregate") ep = endpoint::fleet_aggregate;
+  else if (n == 4 && segs[2] == "devices") ep = endpoint::device;
+  else if (n == 5 && segs[2] == "devices" && segs[4] == "readings") ep = endpoint::readings;
+  else if (n == 5 && segs[2] == "devices" && segs[4] == "aggregate") ep = endpoint::device_aggregate;
+  else return not_found("no such endpoint: " + std::string(path));
+
+  if (method != "GET")
+    return json_error(405, "method_not_allowed",
+                      std::string(method) + " is not allowed on " + std::string(path) + "; use GET");
+
+  std::string id;
+  if (n >= 4) {
+    bool ok = true;
+    id = url_decode(segs[3], ok);
+    if (!ok) return bad_request("malformed %-escape in device id");
+    // Also refuses encoded slashes and NULs: ids never contain them.
+    if (!valid_device_id(id))
+      return bad_request("device id must be 1-128 characters of [A-Za-z0-9:._-]");
+  }
+
+  params p;
+  switch (ep) {
+    case endpoint::devices:
+      if (auto f = p.parse(query, {"prefix", "limit", "cursor"})) return *f;
+      return list_devices(ctx, p);
+    case endpoint::device:
+      if (auto f = p.parse(query, {})) return *f;
+      return device_detail(ctx, id);
+    case endpoint::readings:
+      if (auto f = p.parse(query, {"from", "to", "limit", "cursor"})) return *f;
+      return device_readings(ctx, id, p);
+    case endpoint::device_aggregate:
+      if (auto f = p.parse(query, {"metric", "from", "to", "step", "fn"})) return *f;
+      return device_aggregate(ctx, id, p);
+    case endpoint::fleet_aggregate:
+      if (auto f = p.parse(query, {"metric", "from", "to", "step", "prefix", "group_by", "fn"}))
+        return *f;
+      return fleet_aggregate(ctx, p);
+  }
+  return internal_error("unhandled endpoint");
+}
+
+}  // namespace
+
+http_answer handle_query(const query_context& ctx, std::string_view method, std::string_view target) {
+  try {
+    return route(ctx, method, target);
+  } catch (const std::exception& e) {
+    return internal_error(e.what());
+  } catch (...) {
+    return internal_error("unknown exception");
+  }
+}
+
+bool parse_duration_ms(std::string_view s, std::int64_t& ms) {
+  std::size_t i = 0;
+  while (i < s.size() && is_digit(s[i])) ++i;
+  if (i == 0) return false;
+  std::uint64_t n = 0;
+  if (!parse_u64(s.substr(0, i), n)) return false;
+  auto unit = s.substr(i);
+  std::int64_t mult = 0;
+  if (unit == "ms") mult = 1;
+  else if (unit == "s") mult = 1000;
+  else if (unit == "m") mult = ms_per_minute;
+  else if (unit == "h") mult = ms_per_hour;
+  else if (unit == "d") mult = 24 * ms_per_hour;
+  else return false;
+  if (n == 0) return false;
+  if (n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / mult)) return false;
+  ms = static_cast<std::int64_t>(n) * mult;
+  return true;
+}
+
+bool parse_time_param(std::string_view s, std::int64_t& ms) {
+  if (s.empty()) return false;
+  std::int64_t v = 0;
+  if (std::all_of(s.begin(), s.end(), is_digit)) {
+    std::uint64_t n = 0;
+    if (!parse_u64(s, n) || n > static_cast<std::uint64_t>(max_time_ms)) return false;
+    v = static_cast<std::int64_t>(n);
+  } else {
+    auto t = wire::parse_rfc3339(s);
+    if (!t || *t < 0 || *t > max_time_ms) return false;
+    v = *t;
+  }
+  ms = v;
+  return true;
+}
+
+std::string url_decode(std::string_view s, bool& ok) {
+  ok = true;
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%') {
+      if (i + 2 >= s.size()) {  // needs two hex digits after '%'
+        ok = false;
+        return {};
+      }
+      int h = hex_value(s[i + 1]);
+      int l = hex_value(s[i + 2]);
+      if (h < 0 || l < 0) {
+        ok = false;
+        return {};
+      }
+      out += static_cast<char>(h * 16 + l);
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+http_answer json_error(int status, std::string_view code, std::string_view message) {
+  json j;
+  j["error"]["code"] = std::string(code);
+  j["error"]["message"] = std::string(message);
+  http_answer a;
+  a.status = status;
+  a.body = dump(j);
+  return a;
+}
+
+}  // namespace pulse::api

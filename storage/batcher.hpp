@@ -29,6 +29,11 @@ struct ack_entry {
 struct add_result {
   std::size_t accepted = 0;    // new readings buffered
   std::size_t duplicates = 0;  // seq <= last seen seq: will be acked, not stored
+  // Readings the storage layer cannot take (normally caught upstream by the
+  // wire codec): invalid device id, ts outside [0, max_ts], 0 or >64 values,
+  // sample indices out of range, non-finite values, a full metric dictionary,
+  // or the device's meta record unreadable. Neither stored nor acked.
+  std::size_t rejected = 0;
 };
 
 struct flush_stats {

@@ -1,0 +1,353 @@
+#include "storage/query.hpp"
+
+#include <rocksdb/db.h>
+
+#include <algorithm>
+#include <map>
+
+#include "storage/chunk.hpp"
+#include "storage/keys.hpp"
+#include "storage/meta.hpp"
+#include "storage/rollup.hpp"
+
+namespace pulse::storage {
+
+namespace {
+
+constexpr std::int64_t minutes_per_hour = ms_per_hour / ms_per_minute;
+
+// Decoding a reading from a chunk costs a fraction of a point Get (measured
+// with bench/storage_bench.cpp: ~0.2-0.5 us against ~2-6 us): an hour with
+// at most this many values per minute row it would need is read raw.
+constexpr std::uint64_t raw_readings_per_minute_get = 4;
+
+std::int64_t floor_div(std::int64_t a, std::int64_t b) {
+  auto q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+std::int64_t bucket_start(std::int64_t ts, std::int64_t step) { return floor_div(ts, step) * step; }
+
+// Saturating, so that a huge step cannot overflow.
+std::int64_t bucket_end(std::int64_t start, std::int64_t step) {
+  return start > INT64_MAX - step ? INT64_MAX : start + step;
+}
+
+// One consistent view for the whole query: the meta record, rollup rows and
+// chunks then all come from the same set of flushes, so ids resolve and
+// rollups agree with raw data even while a shard writes.
+class snapshot_reader {
+ public:
+  explicit snapshot_reader(const store& db) : db_(db), snap_(db.db()->GetSnapshot()) {
+    ro_.snapshot = snap_;
+  }
+  ~snapshot_reader() { db_.db()->ReleaseSnapshot(snap_); }
+  snapshot_reader(const snapshot_reader&) = delete;
+  snapshot_reader& operator=(const snapshot_reader&) = delete;
+
+  const rocksdb::ReadOptions& options() const { return ro_; }
+
+  // Appends every chunk of `device` in hour bucket `hour` to `out` (unsorted
+  // across chunks: chunks of one hour may overlap in ts).
+  status read_hour(std::uint32_t hour, std::string_view device, decoded_chunk& out) {
+    if (!it_) it_.reset(db_.db()->NewIterator(ro_, db_.readings_cf()));
+    prefix_.clear();
+    append_readings_prefix(prefix_, hour, device);
+    for (it_->Seek(prefix_); it_->Valid(); it_->Next()) {
+      auto k = it_->key();
+      std::string_view key(k.data(), k.size());
+      if (key.substr(0, prefix_.size()) != prefix_) break;
+      readings_key_parts parts;
+      auto v = it_->value();
+      if (!decode_readings_key(key, parts) ||
+          !decode_chunk(std::string_view(v.data(), v.size()), parts.first_ts, parts.first_seq, out))
+        return status::error("corrupt chunk of device " + std::string(device));
+    }
+    auto s = it_->status();
+    if (!s.ok()) return status::error("reading chunks failed: " + s.ToString());
+    return status::success();
+  }
+
+  // Reads the rollup row at `key`; `found` false if there is none.
+  status read_rollup(const std::string& key, rollup_row& row, bool& found) {
+    found = false;
+    rocksdb::PinnableSlice v;
+    auto s = db_.db()->Get(ro_, db_.rollups_cf(), key, &v);
+    if (s.IsNotFound()) return status::success();
+    if (!s.ok()) return status::error("rollup read failed: " + s.ToString());
+    if (!decode_rollup_row(std::string_view(v.data(), v.size()), row))
+      return status::error("corrupt rollup row");
+    found = true;
+    return status::success();
+  }
+
+  const store& db() const { return db_; }
+
+ private:
+  const store& db_;
+  const rocksdb::Snapshot* snap_;
+  rocksdb::ReadOptions ro_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+  std::string prefix_;
+};
+
+// The device's record and the dictionary id of `metric`; false (with st ok)
+// when either is unknown.
+bool resolve(snapshot_reader& r, std::string_view device, std::string_view metric, meta_record& rec,
+             std::uint32_t& id, status& st) {
+  bool found = false;
+  st = read_meta(r.db(), r.options(), device, rec, found);
+  if (!st || !found) return false;
+  auto i = std::find(rec.metrics.begin(), rec.metrics.end(), metric);
+  if (i == rec.metrics.end()) return false;
+  id = static_cast<std::uint32_t>(i - rec.metrics.begin());
+  return true;
+}
+
+// Adds the values of `metric` of the readings in `c` with ts in [from, to)
+// to their buckets.
+void add_raw(const decoded_chunk& c, std::uint32_t metric, std::int64_t from, std::int64_t to,
+             std::int64_t step, std::map<std::int64_t, aggregate>& out) {
+  for (const auto& r : c.rows) {
+    if (r.ts < from || r.ts >= to) continue;
+    for (std::uint32_t k = r.first; k < r.first + r.count; ++k)
+      if (c.values[k].metric == metric)
+        out[bucket_start(r.ts, step)].add(c.values[k].value, r.ts, r.seq);
+  }
+}
+
+std::vector<bucket> to_buckets(const std::map<std::int64_t, aggregate>& m) {
+  std::vector<bucket> out;
+  out.reserve(m.size());
+  for (const auto& [t, agg] : m)
+    if (agg.count > 0) out.push_back({t, agg});
+  return out;
+}
+
+// Whether [s, e) lies inside the window and inside one bucket.
+bool covered(std::int64_t s, std::int64_t e, std::int64_t from, std::int64_t to,
+             std::int64_t step) {
+  if (s < from || e > to) return false;
+  auto b = bucket_start(s, step);
+  return e <= bucket_end(b, step);
+}
+
+std::string encode_cursor(std::int64_t ts, std::uint64_t seq) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out = "c";
+  auto put = [&](std::uint64_t v) {
+    for (int i = 15; i >= 0; --i) out.push_back(hex[(v >> (4 * i)) & 0xf]);
+  };
+  put(static_cast<std::uint64_t>(ts));
+  put(seq);
+  return out;
+}
+
+bool decode_cursor(std::string_view s, std::int64_t& ts, std::uint64_t& seq) {
+  if (s.size() != 33 || s[0] != 'c') return false;
+  auto get = [&](std::size_t pos, std::uint64_t& v) {
+    v = 0;
+    for (std::size_t i = pos; i < pos + 16; ++i) {
+      char c = s[i];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) return false;
+      v = (v << 4) | static_cast<std::uint64_t>(d);
+    }
+    return true;
+  };
+  std::uint64_t t;
+  if (!get(1, t) || !get(17, seq) || t > static_cast<std::uint64_t>(max_ts)) return false;
+  ts = static_cast<std::int64_t>(t);
+  return true;
+}
+
+}  // namespace
+
+std::vector<bucket> aggregate_device(const store& db, std::string_view device,
+                                     std::string_view metric, std::int64_t from, std::int64_t to,
+                                     std::int64_t step_ms, status& st) {
+  st = status::success();
+  if (step_ms <= 0) {
+    st = status::error("step must be positive");
+    return {};
+  }
+  if (from >= to) return {};
+  snapshot_reader reader(db);
+  meta_record rec;
+  std::uint32_t id = 0;
+  if (!resolve(reader, device, metric, rec, id, st)) return {};
+  // Hours outside the device's stored ts range hold nothing.
+  auto lo = std::max(from, rec.earliest_ts);
+  auto hi = std::min(to, rec.latest_ts + 1);
+  if (lo >= hi) return {};
+
+  std::map<std::int64_t, aggregate> out;
+  rollup_row hour_row, minute_row;
+  decoded_chunk chunk;
+  std::string key;
+  std::vector<std::string> minute_keys(minutes_per_hour);
+  std::vector<rocksdb::Slice> slices;
+  std::vector<rocksdb::PinnableSlice> values(minutes_per_hour);
+  std::vector<rocksdb::Status> statuses(minutes_per_hour);
+  std::vector<std::int64_t> minute_starts;
+  slices.reserve(minutes_per_hour);
+  minute_starts.reserve(minutes_per_hour);
+
+  for (auto hour = hour_bucket(lo), last = hour_bucket(hi - 1); hour <= last; ++hour) {
+    const std::int64_t hs = static_cast<std::int64_t>(hour) * ms_per_hour;
+    const std::int64_t he = hs + ms_per_hour;
+    key.clear();
+    append_rollup_key(key, resolution::hour, hour, device);
+    bool found = false;
+    if (st = reader.read_rollup(key, hour_row, found); !st) return {};
+    const aggregate* hour_agg = found ? hour_row.find(id) : nullptr;
+    if (!hour_agg) continue;  // no value of this metric in this hour
+    if (covered(hs, he, from, to, step_ms)) {
+      out[bucket_start(hs, step_ms)].merge(*hour_agg);
+      continue;
+    }
+    // Partly covered. Only minutes between the hour's first and last value
+    // can hold data. A chunk may span its whole hour, so if any of those
+    // minutes needs raw readings, all of the hour's chunks are decoded
+    // anyway: take every minute from them rather than paying extra Gets.
+    // Otherwise (the common minute-aligned case) use the minute rows.
+    const auto first_ts = std::max(hour_agg->first_ts, from);
+    const auto last_ts = std::min(hour_agg->last_ts, to - 1);
+    if (first_ts > last_ts) continue;
+    const auto m_first = minute_bucket(first_ts), m_last = minute_bucket(last_ts);
+    // A sparse hour is cheaper to decode than to fetch minute by minute.
+    bool need_raw = hour_agg->count <= raw_readings_per_minute_get * (m_last - m_first + 1);
+    for (auto m = m_first; m <= m_last && !need_raw; ++m) {
+      const std::int64_t ms = static_cast<std::int64_t>(m) * ms_per_minute;
+      need_raw = !covered(ms, ms + ms_per_minute, from, to, step_ms);
+    }
+    if (need_raw) {
+      chunk.clear();
+      if (st = reader.read_hour(hour, device, chunk); !st) return {};
+      add_raw(chunk, id, from, to, step_ms, out);
+      continue;
+    }
+    slices.clear();
+    minute_starts.clear();
+    for (auto m = m_first; m <= m_last; ++m) {
+      const std::int64_t ms = static_cast<std::int64_t>(m) * ms_per_minute;
+      auto& k = minute_keys[slices.size()];
+      k.clear();
+      append_rollup_key(k, resolution::minute, m, device);
+      slices.emplace_back(k);
+      minute_starts.push_back(ms);
+    }
+    if (!slices.empty()) {
+      for (std::size_t i = 0; i < slices.size(); ++i) values[i].Reset();
+      // Keys ascend with the minute (same resolution and device).
+      db.db()->MultiGet(reader.options(), db.rollups_cf(), slices.size(), slices.data(),
+                        values.data(), statuses.data(), true);
+      for (std::size_t i = 0; i < slices.size(); ++i) {
+        if (statuses[i].IsNotFound()) continue;
+        if (!statuses[i].ok()) {
+          st = status::error("rollup read failed: " + statuses[i].ToString());
+          return {};
+        }
+        if (!decode_rollup_row(std::string_view(values[i].data(), values[i].size()), minute_row)) {
+          st = status::error("corrupt rollup row of device " + std::string(device));
+          return {};
+        }
+        if (const auto* a = minute_row.find(id))
+          out[bucket_start(minute_starts[i], step_ms)].merge(*a);
+      }
+    }
+  }
+  return to_buckets(out);
+}
+
+std::vector<bucket> aggregate_device_raw(const store& db, std::string_view device,
+                                         std::string_view metric, std::int64_t from,
+                                         std::int64_t to, std::int64_t step_ms, status& st) {
+  st = status::success();
+  if (step_ms <= 0) {
+    st = status::error("step must be positive");
+    return {};
+  }
+  if (from >= to) return {};
+  snapshot_reader reader(db);
+  meta_record rec;
+  std::uint32_t id = 0;
+  if (!resolve(reader, device, metric, rec, id, st)) return {};
+  auto lo = std::max(from, rec.earliest_ts);
+  auto hi = std::min(to, rec.latest_ts + 1);
+  if (lo >= hi) return {};
+  std::map<std::int64_t, aggregate> out;
+  decoded_chunk chunk;
+  for (auto hour = hour_bucket(lo), last = hour_bucket(hi - 1); hour <= last; ++hour) {
+    chunk.clear();
+    if (st = reader.read_hour(hour, device, chunk); !st) return {};
+    add_raw(chunk, id, from, to, step_ms, out);
+  }
+  return to_buckets(out);
+}
+
+std::vector<stored_reading> read_readings(const store& db, std::string_view device,
+                                          std::int64_t from, std::int64_t to, std::size_t limit,
+                                          std::string_view cursor, std::string& next_cursor,
+                                          status& st) {
+  st = status::success();
+  std::int64_t after_ts = 0;
+  std::uint64_t after_seq = 0;
+  bool has_cursor = !cursor.empty();
+  // Decoded before next_cursor is touched: callers may pass the same string for both.
+  bool cursor_ok = !has_cursor || decode_cursor(cursor, after_ts, after_seq);
+  next_cursor.clear();
+  if (!cursor_ok) {
+    st = status::error("malformed cursor");
+    return {};
+  }
+  if (limit == 0) {
+    st = status::error("limit must be positive");
+    return {};
+  }
+  if (from >= to) return {};
+  snapshot_reader reader(db);
+  meta_record rec;
+  bool found = false;
+  st = read_meta(db, reader.options(), device, rec, found);
+  if (!st || !found) return {};
+  auto lo = std::max(from, rec.earliest_ts);
+  if (has_cursor) lo = std::max(lo, after_ts);
+  auto hi = std::min(to, rec.latest_ts + 1);
+  std::vector<stored_reading> out;
+  if (lo >= hi) return out;
+
+  decoded_chunk chunk;
+  for (auto hour = hour_bucket(lo), last = hour_bucket(hi - 1); hour <= last; ++hour) {
+    chunk.clear();
+    if (st = reader.read_hour(hour, device, chunk); !st) return {};
+    if (!std::is_sorted(chunk.rows.begin(), chunk.rows.end(), row_less))
+      std::sort(chunk.rows.begin(), chunk.rows.end(), row_less);
+    for (const auto& r : chunk.rows) {
+      if (r.ts < from || r.ts >= to) continue;
+      if (has_cursor && (r.ts < after_ts || (r.ts == after_ts && r.seq <= after_seq))) continue;
+      if (out.size() == limit) {
+        // One more reading exists: the page is full and not the last.
+        next_cursor = encode_cursor(out.back().ts, out.back().seq);
+        return out;
+      }
+      stored_reading sr;
+      sr.seq = r.seq;
+      sr.ts = r.ts;
+      sr.values.reserve(r.count);
+      for (std::uint32_t k = r.first; k < r.first + r.count; ++k) {
+        auto mid = chunk.values[k].metric;
+        if (mid >= rec.metrics.size()) {
+          st = status::error("chunk of device " + std::string(device) +
+                             " refers to an unknown metric id");
+          return {};
+        }
+        sr.values.emplace_back(rec.metrics[mid], chunk.values[k].value);
+      }
+      out.push_back(std::move(sr));
+    }
+  }
+  return out;
+}
+
+}  // namespace pulse::storage

@@ -17,6 +17,11 @@
 
 namespace pulse::wire {
 
+// Limits the parser enforces (see wire/README.md).
+inline constexpr std::size_t max_readings_per_frame = 100'000;    // more: one too_large error
+inline constexpr std::size_t max_meta_bytes = 4096;               // compact JSON text of one meta
+inline constexpr std::int64_t max_future_ms = 7 * 24 * ms_per_hour;  // ts later than now + this: rejected
+
 // Error codes of the wire protocol and of the HTTP API.
 enum class error_code { invalid_json, invalid_reading, unauthorized, rate_limited, overloaded, too_large };
 const char* to_string(error_code c);

@@ -1,0 +1,123 @@
+#pragma once
+// The actor vocabulary of a node: who exists, what each accepts, how they are
+// spawned. Message tags live in actors/atoms.hpp.
+//
+//   session  (one per WebSocket; scheduler thread)
+//     <- (frame_atom, std::string)            text frame from the socket
+//     <- (closed_atom)                        socket gone
+//     <- (ack_atom, acks, uint64_t count)     shard: readings durable, `count` readings done
+//     <- (reject_atom, device, count, why)    shard: `count` readings not taken
+//     <- (shard_up_atom, uint64_t, actor)     router: shard n is now this actor
+//   shard    (one per storage.shards; detached thread, blocks on RocksDB)
+//     <- (write_atom, reading_batch)          buffer; ack the sender after the flush
+//     <- (last_seq_atom, std::string) -> uint64_t   flushes first, then answers
+//     <- (flush_atom, uint64_t generation)    batch.max-delay timer
+//     <- (stop_atom)                          flush and quit
+//   supervisor  spawns and monitors shards, restarts them, tells the router
+//     <- (stop_atom) -> bool                  stop every shard after its last flush
+//     <- (shards_atom) -> bool                whether the node is healthy
+//   router   shard table; pushes changes to the sessions that joined
+//     <- (shards_atom, std::vector<actor>)    supervisor: the initial table
+//     <- (shards_atom) -> std::vector<actor>  current table
+//     <- (shard_up_atom, uint64_t, actor)     supervisor: a restarted shard
+//     <- (join_atom, actor)                   a session wants table updates
+//   hub      live values: latest per device, subscriptions, pushes
+//     <- (subscribe_atom, patterns)           from a session; answers with a snapshot
+//     <- (unsubscribe_atom, patterns)
+//     <- (publish_atom, std::vector<latest_value>)   shard, after a flush
+//     -> session: (update_atom, std::string)   a snapshot or update frame, ready to send
+//   query    (detached; reads RocksDB)
+//     <- (query_atom, method, target, http_callback)
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include "actors/bridge.hpp"
+#include "actors/metrics.hpp"
+#include "storage/model.hpp"
+#include "storage/store.hpp"
+
+namespace pulse {
+
+// CAF inspection, so that readings can cross nodes later.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sample& x) {
+  return f(caf::meta::type_name("sample"), x.metric, x.value);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reading_row& x) {
+  return f(caf::meta::type_name("reading_row"), x.ts, x.seq, x.first, x.count, x.has_seq);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reading_batch& x) {
+  return f(caf::meta::type_name("reading_batch"), x.device, x.metrics, x.rows, x.samples,
+           x.meta);
+}
+
+using ack_list = std::vector<std::pair<std::string, std::uint64_t>>;
+
+// The newest reading of a device, as the hub keeps and pushes it.
+struct latest_value {
+  std::string device;
+  std::int64_t ts = 0;
+  std::int64_t received_ms = 0;  // server receive time, for latency_ms
+  std::vector<std::pair<std::string, double>> values;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, latest_value& x) {
+  return f(caf::meta::type_name("latest_value"), x.device, x.ts, x.received_ms, x.values);
+}
+
+// Devices with an open session, for `online` in /api/v1/devices.
+class online_registry {
+ public:
+  void add(const std::string& device);
+  void remove(const std::string& device);
+  bool contains(std::string_view device) const;
+
+ private:
+  mutable std::mutex mtx_;
+  std::unordered_map<std::string, int> count_;
+};
+
+// What every actor of a node shares. Created by the bridge before any actor,
+// destroyed after the last one.
+struct node_context {
+  node_settings settings;
+  std::unique_ptr<storage::store> db;
+  node_metrics metrics;
+  online_registry online;
+  std::atomic<bool> healthy{true};
+  std::atomic<std::size_t> shards_up{0};
+  std::atomic<std::size_t> subscribers{0};  // sessions with subscriptions (hub)
+  caf::actor hub;
+};
+using context_ptr = std::shared_ptr<node_context>;
+
+// Spawners (the state types are private to each actor's .cpp).
+caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, std::size_t index);
+caf::actor spawn_supervisor(caf::actor_system& sys, context_ptr ctx, caf::actor router);
+caf::actor spawn_router(caf::actor_system& sys);
+caf::actor spawn_session(caf::actor_system& sys, context_ptr ctx,
+                         std::shared_ptr<session_sink> sink, caf::actor router, std::string peer);
+caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx);
+caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx);
+void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, std::string body,
+                  http_callback done);
+
+std::int64_t now_ms();
+
+}  // namespace pulse
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::http_callback)

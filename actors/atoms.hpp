@@ -1,0 +1,27 @@
+#pragma once
+// Pulse's message tags, in one place (CAF 0.17 atoms: at most 10 characters).
+
+#include <caf/atom.hpp>
+
+namespace pulse {
+
+using write_atom = caf::atom_constant<caf::atom("write")>;        // readings for a shard
+using ack_atom = caf::atom_constant<caf::atom("ack")>;            // durable: shard -> session
+using reject_atom = caf::atom_constant<caf::atom("reject")>;      // not taken: shard -> session
+using flush_atom = caf::atom_constant<caf::atom("pflush")>;       // shard timer
+using frame_atom = caf::atom_constant<caf::atom("frame")>;        // WebSocket text frame -> session
+using closed_atom = caf::atom_constant<caf::atom("closed")>;      // socket gone -> session
+using last_seq_atom = caf::atom_constant<caf::atom("lastseq")>;   // ask a shard for a device's last_seq
+using shards_atom = caf::atom_constant<caf::atom("shards")>;      // shard table (router)
+using shard_up_atom = caf::atom_constant<caf::atom("shardup")>;   // a shard (re)started
+using join_atom = caf::atom_constant<caf::atom("join")>;          // register with router / hub
+using leave_atom = caf::atom_constant<caf::atom("leave")>;        // unregister
+using query_atom = caf::atom_constant<caf::atom("query")>;        // HTTP GET for the query actor
+using post_atom = caf::atom_constant<caf::atom("post")>;          // HTTP POST of readings
+using publish_atom = caf::atom_constant<caf::atom("publish")>;    // latest values -> hub
+using subscribe_atom = caf::atom_constant<caf::atom("subscr")>;   // session -> hub
+using unsubscribe_atom = caf::atom_constant<caf::atom("unsubscr")>;
+using update_atom = caf::atom_constant<caf::atom("update")>;      // hub -> session
+using stop_atom = caf::atom_constant<caf::atom("stop")>;          // orderly shutdown
+
+}  // namespace pulse

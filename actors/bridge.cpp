@@ -1,0 +1,119 @@
+#include "actors/bridge.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/actors.hpp"
+#include "actors/atoms.hpp"
+
+namespace pulse {
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+void online_registry::add(const std::string& device) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  ++count_[device];
+}
+
+void online_registry::remove(const std::string& device) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = count_.find(device);
+  if (i != count_.end() && --i->second <= 0) count_.erase(i);
+}
+
+bool online_registry::contains(std::string_view device) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return count_.count(std::string{device}) > 0;
+}
+
+namespace {
+
+class session_handle final : public bridge::session {
+ public:
+  explicit session_handle(caf::actor a) : actor_(std::move(a)) {}
+  ~session_handle() override { closed(); }
+  void frame(std::string text) override {
+    caf::anon_send(actor_, frame_atom::value, std::move(text));
+  }
+  void closed() override {
+    if (actor_) {
+      caf::anon_send(actor_, closed_atom::value);
+      actor_ = nullptr;
+    }
+  }
+
+ private:
+  caf::actor actor_;
+};
+
+class actor_bridge final : public bridge {
+ public:
+  actor_bridge(caf::actor_system& sys, context_ptr ctx) : sys_(sys), ctx_(std::move(ctx)) {
+    ctx_->hub = spawn_hub(sys_, ctx_);
+    router_ = spawn_router(sys_);
+    supervisor_ = spawn_supervisor(sys_, ctx_, router_);
+    query_ = spawn_query(sys_, ctx_);
+  }
+
+  std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
+                                        std::string peer) override {
+    auto a = spawn_session(sys_, ctx_, std::move(sink), router_, std::move(peer));
+    return std::make_unique<session_handle>(std::move(a));
+  }
+
+  void http(std::string method, std::string target, std::string body,
+            http_callback done) override {
+    if (method == "POST") {
+      spawn_ingest(sys_, ctx_, router_, std::move(body), std::move(done));
+      return;
+    }
+    caf::anon_send(query_, query_atom::value, std::move(method), std::move(target),
+                   std::move(done));
+  }
+
+  bool ready() const override {
+    return ctx_->healthy.load() && ctx_->shards_up.load() == ctx_->settings.shards;
+  }
+
+  void shutdown(std::chrono::milliseconds timeout) override {
+    caf::scoped_actor self{sys_};
+    self->request(supervisor_, timeout, stop_atom::value)
+      .receive([](bool) {},
+               [](caf::error& err) {
+                 spdlog::error("shutdown: shards did not stop in time: {}", caf::to_string(err));
+               });
+    for (auto& a : {supervisor_, router_, query_, ctx_->hub})
+      self->send_exit(a, caf::exit_reason::user_shutdown);
+    ctx_->hub = nullptr;
+  }
+
+  node_metrics& metrics() override { return ctx_->metrics; }
+  const node_settings& settings() const override { return ctx_->settings; }
+
+ private:
+  caf::actor_system& sys_;
+  context_ptr ctx_;
+  caf::actor router_;
+  caf::actor supervisor_;
+  caf::actor query_;
+};
+
+}  // namespace
+
+std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_settings& settings,
+                                      std::string& error) {
+  auto ctx = std::make_shared<node_context>();
+  ctx->settings = settings;
+  storage::status st;
+  ctx->db = storage::store::open({settings.storage_path, settings.storage_sync}, st);
+  if (!ctx->db) {
+    error = "cannot open storage at " + settings.storage_path + ": " + st.message;
+    return nullptr;
+  }
+  return std::make_unique<actor_bridge>(sys, std::move(ctx));
+}
+
+}  // namespace pulse

@@ -1,0 +1,99 @@
+#pragma once
+// The one boundary between net/ (Beast) and the actors (CAF). Neither side's
+// headers leak through it: net/ sees sinks, handles and callbacks, never CAF.
+//
+// Lifecycle: the node's main creates one bridge after the actor system, before
+// the listener, and destroys it after the listener has stopped.
+// Concurrency: every method may be called from any thread (I/O threads call
+// it); calls never block on an actor.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/metrics.hpp"
+
+namespace caf {
+class actor_system;
+}
+
+namespace pulse {
+
+// Implemented by the WebSocket session in net/: how a session actor talks back
+// to its socket. Thread-safe; every call posts onto the connection's strand.
+class session_sink {
+ public:
+  virtual ~session_sink() = default;
+  // Queues one text frame.
+  virtual void send_text(std::string text) = 0;
+  // Queues several text frames at once (one post for all of them).
+  virtual void send_texts(std::vector<std::string> texts) = 0;
+  // false: stop reading the socket (back-pressure); true: resume.
+  virtual void set_reading(bool on) = 0;
+  // Sends a close frame with `code` and closes the connection.
+  virtual void close(std::uint16_t code, std::string reason) = 0;
+};
+
+struct http_reply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+using http_callback = std::function<void(http_reply)>;
+
+// Settings the actors need (filled from the node's configuration).
+struct node_settings {
+  std::string node_name = "node";
+  std::string storage_path = "var/pulse";
+  bool storage_sync = false;
+  std::size_t shards = 2;
+  std::size_t batch_max_readings = 10000;
+  std::chrono::milliseconds batch_max_delay{5};
+  std::size_t batch_max_pending = 200000;
+  std::size_t session_max_unacked = 10000;
+  std::size_t supervisor_max_restarts = 5;
+  std::chrono::milliseconds supervisor_window{60000};
+  std::chrono::milliseconds query_timeout{10000};
+};
+
+class bridge {
+ public:
+  // Opaque handle of one session actor, owned by the WebSocket session.
+  class session {
+   public:
+    virtual ~session() = default;
+    // One text frame received (already within net.max-frame-bytes).
+    virtual void frame(std::string text) = 0;
+    // The socket is gone; the session actor stops once in-flight acks arrive or time out.
+    virtual void closed() = 0;
+  };
+
+  // Spawns the node's actors (supervisor with its shards, router, query, hub)
+  // on `sys`. Fails (returns nullptr, `error` set) if storage cannot be opened.
+  static std::unique_ptr<bridge> start(caf::actor_system& sys, const node_settings& settings,
+                                       std::string& error);
+  virtual ~bridge() = default;
+
+  // Spawns a session actor for a new WebSocket connection.
+  virtual std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
+                                                std::string peer) = 0;
+
+  // HTTP requests that need the actors: GET /api/..., POST /api/v1/readings.
+  // `done` is called exactly once, from an actor thread.
+  virtual void http(std::string method, std::string target, std::string body,
+                    http_callback done) = 0;
+
+  // /readyz: shards up (and, later, cluster joined).
+  virtual bool ready() const = 0;
+
+  // Flushes every shard and stops the actors; blocks until done or `timeout`.
+  virtual void shutdown(std::chrono::milliseconds timeout) = 0;
+
+  virtual node_metrics& metrics() = 0;
+  virtual const node_settings& settings() const = 0;
+};
+
+}  // namespace pulse

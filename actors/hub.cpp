@@ -1,0 +1,140 @@
+// hub: live pub/sub. Shards publish the newest reading of every device they
+// flushed; the hub keeps the latest per device (for snapshots) and pushes
+// updates to the sessions whose subscriptions match (exact id or trailing-*
+// prefix).
+
+#include <map>
+
+#include <caf/all.hpp>
+
+#include "actors/actors.hpp"
+#include "actors/atoms.hpp"
+#include "wire/codec.hpp"
+
+namespace pulse {
+
+struct hub_state {
+  static inline const char* name = "hub";
+  context_ptr ctx;
+  std::map<std::string, latest_value> latest;
+  struct subscriber {
+    caf::actor session;
+    std::vector<std::string> patterns;
+  };
+  std::unordered_map<caf::actor_id, subscriber> subscribers;
+};
+
+namespace {
+
+using hub_ptr = caf::stateful_actor<hub_state>*;
+
+bool matches(const std::string& pattern, const std::string& device) {
+  if (!pattern.empty() && pattern.back() == '*')
+    return device.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0;
+  return pattern == device;
+}
+
+bool matches_any(const std::vector<std::string>& patterns, const std::string& device) {
+  for (auto& p : patterns)
+    if (matches(p, device)) return true;
+  return false;
+}
+
+// `"device":{"timestamp":...,"metric":value,...}` (+ latency_ms for updates)
+void append_entry(std::string& out, const latest_value& v, std::int64_t latency_ms) {
+  wire::append_json_string(out, v.device);
+  out += ":{\"timestamp\":";
+  out += std::to_string(v.ts);
+  for (auto& [name, value] : v.values) {
+    out += ',';
+    wire::append_json_string(out, name);
+    out += ':';
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.17g", value);
+    out += buf;
+  }
+  if (latency_ms >= 0) {
+    out += ",\"latency_ms\":";
+    out += std::to_string(latency_ms);
+  }
+  out += '}';
+}
+
+void update_count(hub_ptr self) {
+  self->state.ctx->subscribers.store(self->state.subscribers.size());
+}
+
+}  // namespace
+
+caf::behavior hub_actor(hub_ptr self, context_ptr ctx) {
+  self->state.ctx = std::move(ctx);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& subs = self->state.subscribers;
+    for (auto i = subs.begin(); i != subs.end(); ++i)
+      if (i->second.session.address() == dm.source) {
+        subs.erase(i);
+        break;
+      }
+    update_count(self);
+  });
+  return {
+    [=](subscribe_atom, std::vector<std::string>& patterns) {
+      auto& st = self->state;
+      auto session = caf::actor_cast<caf::actor>(self->current_sender());
+      if (!session) return;
+      auto& sub = st.subscribers[session.id()];
+      if (!sub.session) {
+        sub.session = session;
+        self->monitor(session);
+      }
+      for (auto& p : patterns)
+        if (std::find(sub.patterns.begin(), sub.patterns.end(), p) == sub.patterns.end())
+          sub.patterns.push_back(p);
+      update_count(self);
+      std::string snap = "{\"snapshot\":{";
+      bool first = true;
+      for (auto& p : patterns) {
+        auto it = (!p.empty() && p.back() == '*') ? st.latest.lower_bound(p.substr(0, p.size() - 1))
+                                                  : st.latest.find(p);
+        for (; it != st.latest.end() && matches(p, it->first); ++it) {
+          if (!first) snap += ',';
+          first = false;
+          append_entry(snap, it->second, -1);
+          if (p.back() != '*') break;
+        }
+      }
+      snap += "}}";
+      self->send(session, update_atom::value, std::move(snap));
+    },
+    [=](unsubscribe_atom, std::vector<std::string>& patterns) {
+      auto& subs = self->state.subscribers;
+      auto i = subs.find(caf::actor_cast<caf::actor>(self->current_sender()).id());
+      if (i == subs.end()) return;
+      auto& mine = i->second.patterns;
+      for (auto& p : patterns) mine.erase(std::remove(mine.begin(), mine.end(), p), mine.end());
+      if (mine.empty()) subs.erase(i);
+      update_count(self);
+    },
+    [=](publish_atom, std::vector<latest_value>& values) {
+      auto& st = self->state;
+      auto now = now_ms();
+      for (auto& v : values) {
+        for (auto& [id, sub] : st.subscribers) {
+          if (!matches_any(sub.patterns, v.device)) continue;
+          std::string msg = "{\"update\":{";
+          append_entry(msg, v, std::max<std::int64_t>(0, now - v.received_ms));
+          msg += "}}";
+          self->send(sub.session, update_atom::value, std::move(msg));
+        }
+        auto& slot = st.latest[v.device];
+        if (slot.device.empty() || v.ts >= slot.ts) slot = std::move(v);
+      }
+    },
+  };
+}
+
+caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx) {
+  return sys.spawn(hub_actor, std::move(ctx));
+}
+
+}  // namespace pulse

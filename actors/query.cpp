@@ -1,0 +1,166 @@
+// query: serves HTTP GETs from RocksDB (detached: reads block).
+// ingest: one short-lived actor per POST /api/v1/readings; answers once every
+// reading of the body is durable.
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/actors.hpp"
+#include "actors/atoms.hpp"
+#include "actors/query_api.hpp"
+#include "actors/routing.hpp"
+#include "wire/codec.hpp"
+
+namespace pulse {
+
+struct query_state {
+  static inline const char* name = "query";
+  context_ptr ctx;
+  api::query_context qctx;
+};
+
+caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ctx) {
+  auto& st = self->state;
+  st.ctx = ctx;
+  st.qctx.db = ctx->db.get();
+  st.qctx.node_name = ctx->settings.node_name;
+  node_context* raw = ctx.get();
+  st.qctx.online = [raw](std::string_view device) { return raw->online.contains(device); };
+  return {
+    [=](query_atom, const std::string& method, const std::string& target, http_callback& done) {
+      http_reply reply;
+      try {
+        auto a = api::handle_query(self->state.qctx, method, target);
+        reply.status = a.status;
+        reply.content_type = std::move(a.content_type);
+        reply.body = std::move(a.body);
+      } catch (const std::exception& e) {
+        // A query must never take the node's query actor down with it.
+        spdlog::error("query: {} {} failed: {}", method, target, e.what());
+        auto a = api::json_error(500, "internal", e.what());
+        reply.status = a.status;
+        reply.body = std::move(a.body);
+      }
+      done(std::move(reply));
+    },
+  };
+}
+
+struct ingest_state {
+  static inline const char* name = "ingest";
+  context_ptr ctx;
+  http_callback done;
+  std::uint64_t outstanding = 0;
+  std::uint64_t accepted = 0;
+  std::uint64_t rejected = 0;
+  std::string reject_reason;
+  nlohmann::json acks = nlohmann::json::array();
+  bool answered = false;
+};
+
+namespace {
+
+using ingest_ptr = caf::stateful_actor<ingest_state>*;
+
+void answer(ingest_ptr self, int status, std::string body) {
+  auto& st = self->state;
+  if (st.answered) return;
+  st.answered = true;
+  st.done(http_reply{status, "application/json", std::move(body)});
+  self->quit();
+}
+
+void answer_error(ingest_ptr self, int status, wire::error_code code, const std::string& msg) {
+  answer(self, status, wire::encode_error(code, msg));
+}
+
+void maybe_finish(ingest_ptr self) {
+  auto& st = self->state;
+  if (st.outstanding > 0) return;
+  if (st.rejected > 0) {
+    st.ctx->metrics.errors[static_cast<std::size_t>(wire::error_code::overloaded)].fetch_add(1);
+    answer_error(self, 503, wire::error_code::overloaded,
+                 std::to_string(st.rejected) + " of " + std::to_string(st.accepted) +
+                   " readings not stored: " + st.reject_reason);
+    return;
+  }
+  nlohmann::json j;
+  j["accepted"] = st.accepted;
+  j["acks"] = std::move(st.acks);
+  answer(self, 200, j.dump());
+}
+
+}  // namespace
+
+caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr ctx,
+                           caf::actor router, std::string body, http_callback done) {
+  auto& st = self->state;
+  st.ctx = ctx;
+  st.done = std::move(done);
+  auto frame = std::make_shared<wire::frame>();
+  {
+    wire::frame_parser parser;
+    parser.parse_body(body, now_ms(), *frame);
+  }
+  // All or nothing: a body with a bad reading stores none of it, so that a
+  // client can fix the body and post it again without creating duplicates.
+  if (!frame->errors.empty()) {
+    auto& e = frame->errors.front();
+    ctx->metrics.errors[static_cast<std::size_t>(e.code)].fetch_add(1);
+    std::string msg = std::to_string(frame->errors.size()) + " bad reading(s), nothing stored; first: " +
+                      e.message;
+    answer_error(self, e.code == wire::error_code::too_large ? 413 : 400, e.code, msg);
+    return {};
+  }
+  if (frame->readings() == 0) {
+    answer_error(self, 400, wire::error_code::invalid_reading, "the body holds no readings");
+    return {};
+  }
+  self->delayed_send(self, ctx->settings.query_timeout, stop_atom::value);
+  self->request(router, std::chrono::seconds(10), shards_atom::value)
+    .await(
+      [=](std::vector<caf::actor>& shards) {
+        auto& st = self->state;
+        for (auto& b : frame->batches) {
+          if (b.empty()) continue;
+          st.outstanding += b.size();
+          st.accepted += b.size();
+          self->send(shards[shard_of(b.device, shards.size())], write_atom::value, std::move(b));
+        }
+        st.ctx->metrics.readings_in.fetch_add(st.accepted);
+      },
+      [=](caf::error& err) {
+        answer_error(self, 503, wire::error_code::overloaded, "node not ready");
+      });
+  return {
+    [=](ack_atom, ack_list& acks, std::uint64_t count) {
+      auto& st = self->state;
+      for (auto& [device, seq] : acks) st.acks.push_back({{"device", device}, {"seq", seq}});
+      st.outstanding -= std::min(st.outstanding, count);
+      maybe_finish(self);
+    },
+    [=](reject_atom, std::string& device, std::uint64_t count, std::string& why) {
+      auto& st = self->state;
+      st.rejected += count;
+      st.reject_reason = why;
+      st.outstanding -= std::min(st.outstanding, count);
+      maybe_finish(self);
+    },
+    [=](stop_atom) {
+      answer_error(self, 503, wire::error_code::overloaded,
+                   "timed out waiting for the write to become durable");
+    },
+  };
+}
+
+caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx) {
+  return sys.spawn<caf::detached>(query_actor, std::move(ctx));
+}
+
+void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, std::string body,
+                  http_callback done) {
+  sys.spawn(ingest_actor, std::move(ctx), std::move(router), std::move(body), std::move(done));
+}
+
+}  // namespace pulse

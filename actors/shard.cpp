@@ -1,0 +1,155 @@
+// shard: the batcher actor. Runs detached (its own thread) because RocksDB
+// writes block; sessions on the cooperative scheduler never wait for it.
+
+#include <chrono>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/actors.hpp"
+#include "actors/atoms.hpp"
+#include "storage/batcher.hpp"
+
+namespace pulse {
+
+struct shard_state {
+  static inline const char* name = "shard";
+  context_ptr ctx;
+  std::size_t index = 0;
+  std::unique_ptr<storage::batcher> batcher;
+  // Senders of the buffered readings and how many readings each is owed.
+  std::unordered_map<caf::actor_id, std::pair<caf::actor, std::uint64_t>> owners;
+  std::vector<storage::ack_entry> acks;
+  std::unordered_map<caf::actor_id, ack_list> acks_by_owner;
+  // Newest reading per device in this buffer, for the hub (only while someone subscribes).
+  std::unordered_map<std::string, latest_value> latest;
+  std::uint64_t timer_generation = 0;
+  bool timer_armed = false;
+};
+
+namespace {
+
+using shard_ptr = caf::stateful_actor<shard_state>*;
+
+void flush(shard_ptr self) {
+  auto& st = self->state;
+  st.timer_armed = false;
+  ++st.timer_generation;
+  if (st.owners.empty()) return;
+  auto& m = st.ctx->metrics;
+  auto t0 = std::chrono::steady_clock::now();
+  storage::flush_stats fs;
+  st.acks.clear();
+  auto status = st.batcher->flush(st.acks, fs);
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.flushes.fetch_add(1, std::memory_order_relaxed);
+  m.flush_seconds.observe(secs);
+  if (!status) {
+    // Nothing of this buffer is durable: every sender hears so, nothing is acked.
+    m.flush_failures.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("shard {}: flush of {} readings failed: {}", st.index, st.batcher->pending(),
+                  status.message);
+    for (auto& [id, owner] : st.owners)
+      if (owner.first)
+        self->send(owner.first, reject_atom::value, std::string{}, owner.second,
+                 "write failed: " + status.message);
+    st.owners.clear();
+    st.latest.clear();
+    return;
+  }
+  m.readings_stored.fetch_add(fs.readings, std::memory_order_relaxed);
+  m.flush_readings.observe(static_cast<double>(fs.readings));
+  for (auto& a : st.acks) st.acks_by_owner[a.owner].emplace_back(std::move(a.device), a.seq);
+  for (auto& [id, owner] : st.owners) {
+    auto i = st.acks_by_owner.find(id);
+    ack_list list;
+    if (i != st.acks_by_owner.end()) list = std::move(i->second);
+    if (owner.first) self->send(owner.first, ack_atom::value, std::move(list), owner.second);
+  }
+  st.acks_by_owner.clear();
+  st.owners.clear();
+  if (!st.latest.empty() && st.ctx->hub) {
+    std::vector<latest_value> values;
+    values.reserve(st.latest.size());
+    for (auto& [device, v] : st.latest) values.push_back(std::move(v));
+    st.latest.clear();
+    self->send(st.ctx->hub, publish_atom::value, std::move(values));
+  }
+}
+
+// Remembers the newest reading of `b` if it is newer than what the buffer has.
+void note_latest(shard_state& st, const reading_batch& b, std::int64_t received) {
+  const reading_row* best = nullptr;
+  for (auto& r : b.rows)
+    if (!best || r.ts >= best->ts) best = &r;
+  if (!best) return;
+  auto& slot = st.latest[b.device];
+  if (!slot.device.empty() && slot.ts > best->ts) return;
+  slot.device = b.device;
+  slot.ts = best->ts;
+  slot.received_ms = received;
+  slot.values.clear();
+  for (std::uint32_t i = best->first; i < best->first + best->count; ++i)
+    slot.values.emplace_back(b.metrics[b.samples[i].metric], b.samples[i].value);
+}
+
+}  // namespace
+
+namespace {
+
+caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ctx,
+                          std::size_t index) {
+  auto& st = self->state;
+  st.ctx = ctx;
+  st.index = index;
+  st.batcher = std::make_unique<storage::batcher>(*ctx->db);
+  ctx->shards_up.fetch_add(1);
+  self->attach_functor([ctx] { ctx->shards_up.fetch_sub(1); });
+  const auto& cfg = ctx->settings;
+  return {
+    [=](write_atom, reading_batch& b) {
+      auto& st = self->state;
+      auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+      std::uint64_t n = b.size();
+      if (st.batcher->pending() + n > cfg.batch_max_pending) {
+        if (sender)
+          self->send(sender, reject_atom::value, b.device, n,
+                     std::string{"shard is over batch.max-pending"});
+        return;
+      }
+      caf::actor_id id = sender ? sender->id() : 0;
+      auto now = now_ms();
+      if (st.ctx->subscribers.load(std::memory_order_relaxed) > 0) note_latest(st, b, now);
+      st.batcher->add(id, b, now);
+      auto& owner = st.owners[id];
+      if (!owner.first) owner.first = sender;
+      owner.second += n;
+      if (st.batcher->pending() >= cfg.batch_max_readings) {
+        flush(self);
+      } else if (!st.timer_armed) {
+        st.timer_armed = true;
+        self->delayed_send(self, cfg.batch_max_delay, flush_atom::value, st.timer_generation);
+      }
+    },
+    [=](flush_atom, std::uint64_t generation) {
+      if (generation == self->state.timer_generation) flush(self);
+    },
+    [=](last_seq_atom, const std::string& device) -> std::uint64_t {
+      // Answer with what is durable: flush what is buffered first.
+      flush(self);
+      return self->state.batcher->last_seq(device);
+    },
+    [=](stop_atom) {
+      flush(self);
+      self->quit();
+    },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, std::size_t index) {
+  return sys.spawn<caf::detached>(shard_actor, std::move(ctx), index);
+}
+
+}  // namespace pulse

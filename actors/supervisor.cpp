@@ -1,0 +1,119 @@
+// supervisor and router: the shard table and who keeps it alive.
+
+#include <deque>
+#include <unordered_set>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/actors.hpp"
+#include "actors/atoms.hpp"
+
+namespace pulse {
+
+struct supervisor_state {
+  static inline const char* name = "supervisor";
+  context_ptr ctx;
+  caf::actor router;
+  std::vector<caf::actor> shards;
+  std::deque<std::chrono::steady_clock::time_point> restarts;
+  bool stopping = false;
+  std::size_t stopped = 0;
+  caf::response_promise stop_promise;
+};
+
+caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, context_ptr ctx,
+                               caf::actor router) {
+  auto& st = self->state;
+  st.ctx = ctx;
+  st.router = router;
+  for (std::size_t i = 0; i < ctx->settings.shards; ++i)
+    st.shards.push_back(spawn_shard(self->system(), ctx, i));
+  for (auto& s : st.shards) self->monitor(s);
+  self->send(router, shards_atom::value, st.shards);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& st = self->state;
+    auto i = std::find_if(st.shards.begin(), st.shards.end(),
+                          [&](const caf::actor& a) { return a.address() == dm.source; });
+    if (i == st.shards.end()) return;
+    auto index = static_cast<std::size_t>(i - st.shards.begin());
+    if (st.stopping) {
+      if (++st.stopped == st.shards.size()) st.stop_promise.deliver(true);
+      return;
+    }
+    spdlog::error("supervisor: shard {} died ({})", index, caf::to_string(dm.reason));
+    auto now = std::chrono::steady_clock::now();
+    st.restarts.push_back(now);
+    while (!st.restarts.empty() && now - st.restarts.front() > st.ctx->settings.supervisor_window)
+      st.restarts.pop_front();
+    if (st.restarts.size() > st.ctx->settings.supervisor_max_restarts) {
+      // Restarting in a loop helps nobody: report unhealthy and leave it down.
+      st.ctx->healthy = false;
+      spdlog::critical("supervisor: {} restarts within {} ms, node marked unhealthy",
+                       st.restarts.size(), st.ctx->settings.supervisor_window.count());
+      return;
+    }
+    *i = spawn_shard(self->system(), st.ctx, index);
+    self->monitor(*i);
+    st.ctx->metrics.shard_restarts.fetch_add(1);
+    self->send(st.router, shard_up_atom::value, static_cast<std::uint64_t>(index), *i);
+  });
+  return {
+    [=](stop_atom) -> caf::result<bool> {
+      auto& st = self->state;
+      st.stopping = true;
+      st.stop_promise = self->make_response_promise();
+      for (auto& s : st.shards) self->send(s, stop_atom::value);
+      return st.stop_promise;
+    },
+    [=](shards_atom) -> bool { return self->state.ctx->healthy.load(); },
+  };
+}
+
+struct router_state {
+  static inline const char* name = "router";
+  std::vector<caf::actor> shards;
+  std::unordered_set<caf::actor> sessions;
+  std::vector<caf::response_promise> waiting;  // asked before the table arrived
+};
+
+caf::behavior router_actor(caf::stateful_actor<router_state>* self) {
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& s = self->state.sessions;
+    for (auto i = s.begin(); i != s.end(); ++i)
+      if (i->address() == dm.source) {
+        s.erase(i);
+        break;
+      }
+  });
+  return {
+    [=](shards_atom, std::vector<caf::actor>& shards) {
+      self->state.shards = std::move(shards);
+      for (auto& rp : self->state.waiting) rp.deliver(self->state.shards);
+      self->state.waiting.clear();
+    },
+    [=](shards_atom) -> caf::result<std::vector<caf::actor>> {
+      if (!self->state.shards.empty()) return self->state.shards;
+      self->state.waiting.push_back(self->make_response_promise());
+      return self->state.waiting.back();
+    },
+    [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
+      auto& st = self->state;
+      if (index >= st.shards.size()) return;
+      st.shards[index] = shard;
+      for (auto& s : st.sessions) self->send(s, shard_up_atom::value, index, shard);
+    },
+    [=](join_atom, caf::actor& session) {
+      self->monitor(session);
+      self->state.sessions.insert(session);
+    },
+  };
+}
+
+caf::actor spawn_supervisor(caf::actor_system& sys, context_ptr ctx, caf::actor router) {
+  return sys.spawn(supervisor_actor, std::move(ctx), std::move(router));
+}
+
+caf::actor spawn_router(caf::actor_system& sys) { return sys.spawn(router_actor); }
+
+}  // namespace pulse

@@ -1,0 +1,125 @@
+#include "node/config.hpp"
+
+#include <fstream>
+
+#include <caf/config_option_set.hpp>
+#include <caf/config_value.hpp>
+#include <caf/settings.hpp>
+
+namespace pulse {
+
+namespace {
+
+template <class Rep, class Period>
+caf::timespan span(std::chrono::duration<Rep, Period> d) {
+  return std::chrono::duration_cast<caf::timespan>(d);
+}
+
+std::chrono::milliseconds ms(caf::timespan t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t);
+}
+
+}  // namespace
+
+node_config::node_config() {
+  batch_max_delay = span(settings.batch_max_delay);
+  supervisor_window = span(settings.supervisor_window);
+  query_timeout = span(settings.query_timeout);
+  ping_interval = span(net.ping_interval);
+  idle_timeout = span(net.idle_timeout);
+  opt_group{custom_options_, "node"}.add(settings.node_name, "name",
+                                         "name of this node, in logs, welcome and cluster");
+  opt_group{custom_options_, "net"}
+    .add(net.address, "address", "IP address to listen on (HTTP and WebSocket)")
+    .add(net.port, "port", "port to listen on; 0 picks a free port and logs it")
+    .add(net.io_threads, "io-threads", "threads running network I/O")
+    .add(net.max_frame_bytes, "max-frame-bytes",
+         "largest WebSocket message accepted; bigger ones close the connection with 1009")
+    .add(net.max_connections, "max-connections",
+         "open WebSockets at most; further ones are closed with 1013")
+    .add(net.max_body_bytes, "max-body-bytes", "largest HTTP request body (413 above)")
+    .add(ping_interval, "ping-interval", "WebSocket ping period (0 = no pings)")
+    .add(idle_timeout, "idle-timeout", "close a WebSocket that sent nothing for this long");
+  opt_group{custom_options_, "session"}.add(
+    settings.session_max_unacked, "max-unacked",
+    "readings in flight per connection before the node stops reading its socket");
+  opt_group{custom_options_, "batch"}
+    .add(settings.batch_max_readings, "max-readings", "flush a shard at this many readings")
+    .add(batch_max_delay, "max-delay", "flush a shard this long after its first buffered reading")
+    .add(settings.batch_max_pending, "max-pending",
+         "readings buffered per shard before it answers overloaded");
+  opt_group{custom_options_, "storage"}
+    .add(settings.storage_path, "path", "RocksDB directory (created if missing)")
+    .add(settings.storage_sync, "sync", "fsync every flush (survives power loss)")
+    .add(settings.shards, "shards", "shard (batcher) actors, each with its own thread");
+  opt_group{custom_options_, "supervisor"}
+    .add(settings.supervisor_max_restarts, "max-restarts",
+         "shard restarts within supervisor.window before the node reports unhealthy")
+    .add(supervisor_window, "window", "window for supervisor.max-restarts");
+  opt_group{custom_options_, "query"}.add(query_timeout, "timeout",
+                                          "longest wait for a query or a POST to finish");
+  opt_group{custom_options_, "cluster"}
+    .add(cluster_port, "port", "port for CAF's middleman (0 = no cluster)")
+    .add(cluster_seeds, "seeds", "host:port of cluster members to join");
+  opt_group{custom_options_, "auth"}.add(auth_tokens_file, "tokens-file",
+                                         "device and reader tokens (empty = auth off)");
+  opt_group{custom_options_, "log"}.add(log_level, "level",
+                                        "trace, debug, info, warn, error or critical");
+}
+
+void node_config::finish() {
+  settings.batch_max_delay = ms(batch_max_delay);
+  settings.supervisor_window = ms(supervisor_window);
+  settings.query_timeout = ms(query_timeout);
+  net.ping_interval = ms(ping_interval);
+  net.idle_timeout = ms(idle_timeout);
+}
+
+std::string node_config::validate() const {
+  if (!config_file_path.empty()) {
+    std::ifstream in{config_file_path};
+    if (in) {
+      auto raw = parse_config_file(config_file_path.c_str());
+      if (!raw) return "cannot read " + config_file_path + ": " + render(raw.error());
+      for (auto& [section, val] : *raw) {
+        auto* tbl = caf::get_if<caf::settings>(&val);
+        if (!tbl) return config_file_path + ": key \"" + section + "\" outside of a [section]";
+        for (auto& [key, v] : *tbl) {
+          auto* opt = custom_options_.qualified_name_lookup(section, key);
+          if (!opt) return config_file_path + ": unknown key " + section + "." + key;
+          if (auto err = opt->check(v))
+            return config_file_path + ": bad value for " + section + "." + key + ": " +
+                   caf::to_string(v);
+        }
+      }
+    }
+  }
+  auto positive = [](std::size_t v) { return v > 0; };
+  if (settings.node_name.empty() || settings.node_name.size() > 64)
+    return "node.name must be 1 to 64 characters";
+  if (!positive(net.io_threads) || net.io_threads > 64) return "net.io-threads must be 1..64";
+  if (net.max_frame_bytes < 1024) return "net.max-frame-bytes must be at least 1024";
+  if (!positive(net.max_connections)) return "net.max-connections must be positive";
+  if (net.max_body_bytes < 1024) return "net.max-body-bytes must be at least 1024";
+  if (ping_interval.count() < 0) return "net.ping-interval must not be negative";
+  if (idle_timeout.count() <= 0) return "net.idle-timeout must be positive";
+  if (!positive(settings.session_max_unacked)) return "session.max-unacked must be positive";
+  if (!positive(settings.batch_max_readings)) return "batch.max-readings must be positive";
+  if (batch_max_delay.count() <= 0) return "batch.max-delay must be positive";
+  if (settings.batch_max_pending < settings.batch_max_readings)
+    return "batch.max-pending must be at least batch.max-readings";
+  if (settings.storage_path.empty()) return "storage.path must not be empty";
+  if (!positive(settings.shards) || settings.shards > 256) return "storage.shards must be 1..256";
+  if (supervisor_window.count() <= 0) return "supervisor.window must be positive";
+  if (query_timeout.count() <= 0) return "query.timeout must be positive";
+  static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (std::find(std::begin(levels), std::end(levels), log_level) == std::end(levels))
+    return "log.level must be one of trace, debug, info, warn, error, critical, off";
+  if (cluster_port != 0 || !cluster_seeds.empty())
+    return "cluster.port/cluster.seeds: clustering is not available in this version of pulse-node";
+  if (!auth_tokens_file.empty())
+    return "auth.tokens-file: authentication is not available in this version of pulse-node";
+  return {};
+}
+
+}  // namespace pulse

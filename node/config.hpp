@@ -1,0 +1,40 @@
+#pragma once
+// pulse-node's options: declared once here with their names, descriptions and
+// defaults (the defaults are node_settings' and server_options' initialisers);
+// configs/pulse-node.ini mirrors them.
+
+#include <string>
+
+#include <caf/actor_system_config.hpp>
+
+#include "actors/bridge.hpp"
+#include "net/server.hpp"
+
+namespace pulse {
+
+class node_config : public caf::actor_system_config {
+ public:
+  node_config();
+
+  // CAF's INI reader skips unknown keys and drops bad values silently; this
+  // reads the file again and names the first unknown key or bad value.
+  // Then checks the ranges CAF cannot express. Empty string = fine.
+  std::string validate() const;
+
+  node_settings settings;
+  net::server_options net;
+  std::string log_level = "info";
+  std::uint16_t cluster_port = 0;
+  std::vector<std::string> cluster_seeds;
+  std::string auth_tokens_file;
+  caf::timespan batch_max_delay;
+  caf::timespan supervisor_window;
+  caf::timespan query_timeout;
+  caf::timespan ping_interval;
+  caf::timespan idle_timeout;
+
+  // Copies the timespans into settings/net (CAF stores them as timespan).
+  void finish();
+};
+
+}  // namespace pulse

@@ -1,0 +1,133 @@
+// The shard actor against a real RocksDB in a temp dir: flush policy (size
+// and time), acks after the write, dedupe, overload, last_seq.
+
+#include <catch2/catch.hpp>
+
+#include <caf/all.hpp>
+
+#include "actors/actors.hpp"
+#include "actors/atoms.hpp"
+#include "tests/support/process.hpp"
+
+using namespace pulse;
+using namespace std::chrono_literals;
+
+namespace {
+
+reading_batch make_batch(const std::string& device, std::uint64_t first_seq, std::size_t n) {
+  reading_batch b;
+  b.device = device;
+  b.metrics = {"v"};
+  for (std::size_t i = 0; i < n; ++i) {
+    reading_row r;
+    r.ts = 1731801600000 + static_cast<std::int64_t>(first_seq + i) * 1000;
+    r.seq = first_seq + i;
+    r.has_seq = true;
+    r.first = static_cast<std::uint32_t>(b.samples.size());
+    r.count = 1;
+    b.rows.push_back(r);
+    b.samples.push_back({0, static_cast<double>(first_seq + i)});
+  }
+  return b;
+}
+
+struct fixture {
+  test::temp_dir dir;
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  context_ptr ctx = std::make_shared<node_context>();
+
+  explicit fixture(std::size_t max_readings, std::chrono::milliseconds max_delay,
+                   std::size_t max_pending = 1000000) {
+    ctx->settings.batch_max_readings = max_readings;
+    ctx->settings.batch_max_delay = max_delay;
+    ctx->settings.batch_max_pending = max_pending;
+    storage::status st;
+    ctx->db = storage::store::open({dir.path() + "/db", false}, st);
+    REQUIRE(ctx->db);
+  }
+  ~fixture() { ctx->hub = nullptr; }
+};
+
+}  // namespace
+
+TEST_CASE("a shard flushes when batch.max-readings is reached, and acks after the write") {
+  fixture f{3, 10s};
+  auto shard = spawn_shard(f.sys, f.ctx, 0);
+  caf::scoped_actor self{f.sys};
+  self->send(shard, write_atom::value, make_batch("d", 1, 2));
+  bool acked = false;
+  self->receive([&](ack_atom, ack_list&, std::uint64_t) { acked = true; },
+                caf::after(std::chrono::milliseconds(300)) >> [] {});
+  CHECK_FALSE(acked);  // 2 < 3 readings and the delay is 10 s: still buffered
+  self->send(shard, write_atom::value, make_batch("d", 3, 1));
+  self->receive(
+    [&](ack_atom, ack_list& acks, std::uint64_t count) {
+      CHECK(count == 3);
+      REQUIRE(acks.size() == 1);
+      CHECK(acks[0] == std::make_pair(std::string{"d"}, std::uint64_t{3}));
+      storage::status st;
+      auto rec = f.ctx->db->load_device("d", st);
+      REQUIRE(rec);
+      CHECK(rec->last_seq == 3);  // durable before the ack
+    },
+    caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack"); });
+  self->send_exit(shard, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a shard flushes batch.max-delay after the first buffered reading") {
+  fixture f{1000, 100ms};
+  auto shard = spawn_shard(f.sys, f.ctx, 0);
+  caf::scoped_actor self{f.sys};
+  auto t0 = std::chrono::steady_clock::now();
+  self->send(shard, write_atom::value, make_batch("d", 1, 1));
+  self->receive([&](ack_atom, ack_list& acks, std::uint64_t count) { CHECK(count == 1); },
+                caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack"); });
+  auto waited = std::chrono::steady_clock::now() - t0;
+  CHECK(waited >= 90ms);
+  CHECK(waited < 3s);
+  self->send_exit(shard, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("duplicates are acked but not stored; last_seq answers what is durable") {
+  fixture f{1, 10s};
+  auto shard = spawn_shard(f.sys, f.ctx, 0);
+  caf::scoped_actor self{f.sys};
+  auto expect_ack = [&](std::uint64_t seq) {
+    self->receive([&](ack_atom, ack_list& acks, std::uint64_t) {
+                    REQUIRE(acks.size() == 1);
+                    CHECK(acks[0].second == seq);
+                  },
+                  caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack"); });
+  };
+  self->send(shard, write_atom::value, make_batch("d", 1, 5));
+  expect_ack(5);
+  self->send(shard, write_atom::value, make_batch("d", 4, 1));
+  expect_ack(4);
+  self->request(shard, 5s, last_seq_atom::value, std::string{"d"})
+    .receive([](std::uint64_t s) { CHECK(s == 5); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
+  storage::status st;
+  auto rec = f.ctx->db->load_device("d", st);
+  REQUIRE(rec);
+  CHECK(rec->last_seq == 5);
+  self->send_exit(shard, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a shard past batch.max-pending rejects instead of dropping") {
+  fixture f{1000, 10s, 4};
+  auto shard = spawn_shard(f.sys, f.ctx, 0);
+  caf::scoped_actor self{f.sys};
+  self->send(shard, write_atom::value, make_batch("d", 1, 3));
+  self->send(shard, write_atom::value, make_batch("d", 4, 3));
+  self->receive(
+    [&](reject_atom, std::string& device, std::uint64_t count, std::string& why) {
+      CHECK(device == "d");
+      CHECK(count == 3);
+      CHECK(why.find("max-pending") != std::string::npos);
+    },
+    caf::after(std::chrono::seconds(5)) >> [] { FAIL("no reject"); });
+  // stop flushes the buffer: the first three are acked
+  self->send(shard, stop_atom::value);
+  self->receive([&](ack_atom, ack_list& acks, std::uint64_t count) { CHECK(count == 3); },
+                caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack on stop"); });
+}
