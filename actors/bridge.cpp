@@ -91,6 +91,9 @@ class actor_bridge final : public bridge {
   }
 
   node_metrics& metrics() override { return ctx_->metrics; }
+  std::string metrics_text() const override {
+    return ctx_->metrics.render() + ctx_->db->stats_text();
+  }
   const node_settings& settings() const override { return ctx_->settings; }
 
  private:

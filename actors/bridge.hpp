@@ -93,6 +93,8 @@ class bridge {
   virtual void shutdown(std::chrono::milliseconds timeout) = 0;
 
   virtual node_metrics& metrics() = 0;
+  // /metrics: the node's counters plus RocksDB's, Prometheus text format.
+  virtual std::string metrics_text() const = 0;
   virtual const node_settings& settings() const = 0;
 };
 

@@ -40,6 +40,7 @@ void flush(shard_ptr self) {
   auto t0 = std::chrono::steady_clock::now();
   storage::flush_stats fs;
   st.acks.clear();
+  auto buffered = st.batcher->pending();
   auto status = st.batcher->flush(st.acks, fs);
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   m.flushes.fetch_add(1, std::memory_order_relaxed);
@@ -47,7 +48,7 @@ void flush(shard_ptr self) {
   if (!status) {
     // Nothing of this buffer is durable: every sender hears so, nothing is acked.
     m.flush_failures.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error("shard {}: flush of {} readings failed: {}", st.index, st.batcher->pending(),
+    spdlog::error("shard {}: flush of {} readings failed: {}", st.index, buffered,
                   status.message);
     for (auto& [id, owner] : st.owners)
       if (owner.first)
@@ -120,10 +121,13 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       caf::actor_id id = sender ? sender->id() : 0;
       auto now = now_ms();
       if (st.ctx->subscribers.load(std::memory_order_relaxed) > 0) note_latest(st, b, now);
-      st.batcher->add(id, b, now);
+      auto added = st.batcher->add(id, b, now);
+      if (added.rejected > 0 && sender)
+        self->send(sender, reject_atom::value, b.device, std::uint64_t{added.rejected},
+                   std::string{"outside what storage can hold (ts range, values, metric dictionary)"});
       auto& owner = st.owners[id];
       if (!owner.first) owner.first = sender;
-      owner.second += n;
+      owner.second += n - added.rejected;
       if (st.batcher->pending() >= cfg.batch_max_readings) {
         flush(self);
       } else if (!st.timer_armed) {

@@ -34,9 +34,10 @@ std::string batch_frame(int readings) {
   std::string s = R"({"device":"meter-7","readings":[)";
   for (int i = 0; i < readings; ++i) {
     char buf[160];
-    std::snprintf(buf, sizeof(buf), R"(%s{"seq":%d,"ts":%lld,"values":{"voltage":%.1f,"current":%.2f,"power":%.1f}})",
-                  i ? "," : "", 1000 + i, static_cast<long long>(now_ms - 100'000 + i * 1000), 229.5 + i % 10 * 0.1,
-                  5.0 + i % 7 * 0.01, 1150.0 + i % 13);
+    std::snprintf(buf, sizeof(buf),
+                  R"(%s{"seq":%d,"ts":%lld,"values":{"voltage":%.1f,"current":%.2f,"power":%.1f}})",
+                  i ? "," : "", 1000 + i, static_cast<long long>(now_ms - 100'000 + i * 1000),
+                  229.5 + i % 10 * 0.1, 5.0 + i % 7 * 0.01, 1150.0 + i % 13);
     s += buf;
   }
   return s + "]}";
@@ -50,10 +51,12 @@ std::string array_frame(int readings, int devices) {
   std::string s = "[";
   for (int i = 0; i < readings; ++i) {
     char buf[200];
-    std::snprintf(buf, sizeof(buf),
-                  R"(%s{"device":"meter-%d","seq":%d,"ts":%lld,"values":{"voltage":%.1f,"current":%.2f,"power":%.1f}})",
-                  i ? "," : "", i % devices, 1000 + i / devices, static_cast<long long>(now_ms - 100'000 + i * 1000),
-                  229.5 + i % 10 * 0.1, 5.0 + i % 7 * 0.01, 1150.0 + i % 13);
+    std::snprintf(
+        buf, sizeof(buf),
+        R"(%s{"device":"meter-%d","seq":%d,"ts":%lld,"values":{"voltage":%.1f,"current":%.2f,"power":%.1f}})",
+        i ? "," : "", i % devices, 1000 + i / devices,
+        static_cast<long long>(now_ms - 100'000 + i * 1000), 229.5 + i % 10 * 0.1,
+        5.0 + i % 7 * 0.01, 1150.0 + i % 13);
     s += buf;
   }
   return s + "]";
@@ -94,9 +97,11 @@ void run(const char* name, const std::string& text, double seconds) {
   std::sort(wall_rates.begin(), wall_rates.end());
   double median = cpu_rates[2];
   double frames_per_s = median / static_cast<double>(per_frame);
-  std::printf("%-34s %6zu B %4zu rd/frame %7.2f M readings/s %9.0f frames/s %6.0f MB/s  (wall: %5.2f M readings/s)\n",
-              name, text.size(), per_frame, median / 1e6, frames_per_s,
-              frames_per_s * static_cast<double>(text.size()) / 1e6, wall_rates[2] / 1e6);
+  std::printf(
+      "%-34s %6zu B %4zu rd/frame %7.2f M readings/s %9.0f frames/s %6.0f MB/s  (wall: %5.2f M "
+      "readings/s)\n",
+      name, text.size(), per_frame, median / 1e6, frames_per_s,
+      frames_per_s * static_cast<double>(text.size()) / 1e6, wall_rates[2] / 1e6);
 }
 
 }  // namespace

@@ -347,7 +347,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
                   ready ? "{\"status\":\"ready\"}" : "{\"status\":\"not ready\"}");
     }
     if (path == "/metrics" && get)
-      return send(200, "text/plain; version=0.0.4", shared_->b.metrics().render());
+      return send(200, "text/plain; version=0.0.4", shared_->b.metrics_text());
     if (path == "/" && get) return send(200, "text/html; charset=utf-8", dashboard_html());
     if (path.rfind("/api/", 0) == 0) {
       std::string method(req.method_string());

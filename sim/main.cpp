@@ -152,12 +152,14 @@ bool build_scripts(const replay_data& data, std::vector<std::shared_ptr<const re
                    std::size_t& readings, std::size_t& bad_values, std::string& error) {
   pulse::wire::frame_parser parser;
   pulse::wire::frame f;
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count();
   for (auto& dev : data.devices) {
     auto s = std::make_shared<replay_script>();
     s->device = dev.device;
     s->frames = dev.frames;
     for (auto& fr : dev.frames) {
-      parser.parse(fr.text, 0, f);
+      parser.parse(fr.text, now, f);
       frame_expect e;
       e.errors = f.errors.size();
       bad_values += f.errors.size();

@@ -10,12 +10,18 @@ namespace pulse::wire {
 
 const char* to_string(error_code c) {
   switch (c) {
-    case error_code::invalid_json: return "invalid_json";
-    case error_code::invalid_reading: return "invalid_reading";
-    case error_code::unauthorized: return "unauthorized";
-    case error_code::rate_limited: return "rate_limited";
-    case error_code::overloaded: return "overloaded";
-    case error_code::too_large: return "too_large";
+    case error_code::invalid_json:
+      return "invalid_json";
+    case error_code::invalid_reading:
+      return "invalid_reading";
+    case error_code::unauthorized:
+      return "unauthorized";
+    case error_code::rate_limited:
+      return "rate_limited";
+    case error_code::overloaded:
+      return "overloaded";
+    case error_code::too_large:
+      return "too_large";
   }
   return "invalid_json";
 }

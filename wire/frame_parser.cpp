@@ -60,14 +60,14 @@ std::size_t find_duplicate(const std::vector<std::string_view>& names, detail::i
   table.clear();
   for (std::size_t i = 0; i < n; ++i) {
     std::uint64_t h = detail::hash_text(names[i]);
-    if (table.find(h, [&](std::uint32_t a, std::uint32_t) { return names[a] == names[i]; })) return i;
+    if (table.find(h, [&](std::uint32_t a, std::uint32_t) { return names[a] == names[i]; }))
+      return i;
     table.insert(h, static_cast<std::uint32_t>(i), 0);
   }
   return std::string_view::npos;
 }
 
 }  // namespace
-
 
 // ---------------------------------------------------------------------------
 // Entry points
@@ -88,7 +88,8 @@ void frame_parser::impl::begin_call(frame& out, std::int64_t now_ms) {
 
 void frame_parser::impl::end_call() {
   if (buf_.capacity() > keep_buffer_bytes) buf_.release_if_larger(keep_buffer_bytes);
-  if (payload_buf_.capacity() > keep_buffer_bytes) payload_buf_.release_if_larger(keep_buffer_bytes);
+  if (payload_buf_.capacity() > keep_buffer_bytes)
+    payload_buf_.release_if_larger(keep_buffer_bytes);
   if (parser_.capacity() > keep_buffer_bytes) parser_ = od::parser{};
   if (payload_parser_.capacity() > keep_buffer_bytes) payload_parser_ = od::parser{};
   if (validator_ && validator_->capacity() > keep_buffer_bytes) validator_.reset();
@@ -156,15 +157,16 @@ void frame_parser::impl::abort_too_large(const char* what) {
   out_->clear();
   out_->errors.push_back(wire_error{
       error_code::too_large,
-      std::string(what) + " has more than " + std::to_string(max_readings_per_frame) + " readings", std::nullopt});
+      std::string(what) + " has more than " + std::to_string(max_readings_per_frame) + " readings",
+      std::nullopt});
 }
 
 // ---------------------------------------------------------------------------
 // Documents
 
 frame_parser::impl::flow frame_parser::impl::run_document(std::string_view text) {
-  mark_ = mark_state{out_->batches.size(), out_->errors.size(), out_->subscribe.size(),
-                     out_->unsubscribe.size(), readings_seen_, out_->hello.has_value()};
+  mark_ = mark_state{out_->batches.size(),     out_->errors.size(), out_->subscribe.size(),
+                     out_->unsubscribe.size(), readings_seen_,      out_->hello.has_value()};
   undo_.clear();
   if (++doc_id_ == 0) {  // wrapped: forget which batches were saved
     std::fill(touched_.begin(), touched_.end(), 0);
@@ -278,11 +280,21 @@ frame_parser::impl::flow frame_parser::impl::handle_object(od::document& doc, od
     d.seen |= id;
     flow f = flow::ok;
     switch (id) {
-      case k_device: f = read_device(v, d, top); break;
-      case k_seq: f = read_seq(v, d, top); break;
-      case k_ts: f = read_ts(v, d, top); break;
-      case k_values: f = read_values(v, d, top); break;
-      case k_meta: f = read_meta(v, d, top); break;
+      case k_device:
+        f = read_device(v, d, top);
+        break;
+      case k_seq:
+        f = read_seq(v, d, top);
+        break;
+      case k_ts:
+        f = read_ts(v, d, top);
+        break;
+      case k_values:
+        f = read_values(v, d, top);
+        break;
+      case k_meta:
+        f = read_meta(v, d, top);
+        break;
       case k_readings:
         if (d.has_device)
           f = process_readings(v, d.device, delivered);
@@ -315,7 +327,8 @@ frame_parser::impl::flow frame_parser::impl::handle_object(od::document& doc, od
                              id == k_subscribe ? "subscribe" : "unsubscribe", d);
         }
         break;
-      default: break;
+      default:
+        break;
     }
     if (f != flow::ok) return f;
   }
@@ -340,13 +353,15 @@ frame_parser::impl::flow frame_parser::impl::handle_object(od::document& doc, od
         validate_ = true;
       }
       push_all();
-      if (delivered > 0 && d.has_meta) set_meta(d.device, d.meta);  // inline case; second_pass does its own
+      if (delivered > 0 && d.has_meta)
+        set_meta(d.device, d.meta);  // inline case; second_pass does its own
       return flow::ok;
     }
     case k_payload: {
       if (!(d.seen & k_charge_point_id)) d.problems.push_back("charge_point_id is missing");
       if (!(d.seen & k_payload)) d.problems.push_back("payload is missing");
-      if (d.seen & (k_device | k_meta)) d.problems.push_back("device and meta do not belong in an OCPP frame");
+      if (d.seen & (k_device | k_meta))
+        d.problems.push_back("device and meta do not belong in an OCPP frame");
       if (deferred == k_payload && charge_point_ok) {
         device_copy_.assign(charge_point);
         flow f = second_pass(doc, k_payload, device_copy_);
@@ -358,7 +373,8 @@ frame_parser::impl::flow frame_parser::impl::handle_object(od::document& doc, od
       return flow::ok;
     }
     case k_hello:
-      if (d.seen & (k_device | k_meta)) d.problems.push_back("device and meta do not belong in a control message");
+      if (d.seen & (k_device | k_meta))
+        d.problems.push_back("device and meta do not belong in a control message");
       push_all();
       return flow::ok;
     default:
@@ -435,7 +451,8 @@ std::string frame_parser::impl::where(const location& loc, bool field) const {
 }
 
 frame_parser::impl::flow frame_parser::impl::parse_reading_fields(od::object obj, reading_draft& d,
-                                                                  const location& loc, bool device_allowed) {
+                                                                  const location& loc,
+                                                                  bool device_allowed) {
   using namespace detail;
   for (auto field_result : obj) {
     od::field field;
@@ -444,10 +461,12 @@ frame_parser::impl::flow frame_parser::impl::parse_reading_fields(od::object obj
     if (auto e = detail::read_key(field, key)) return json_fail(e);
     od::value& v = field.value();
     std::uint32_t id = classify_key(key);
-    if (!(id & (k_device | k_seq | k_ts | k_values | k_meta)) || (id == k_device && !device_allowed)) {
+    if (!(id & (k_device | k_seq | k_ts | k_values | k_meta)) ||
+        (id == k_device && !device_allowed)) {
       std::string msg = where(loc, false);
       if (!msg.empty()) msg += ": ";
-      msg += id == k_device ? "device is not allowed inside a batch's readings" : "unknown field " + shown(key);
+      msg += id == k_device ? "device is not allowed inside a batch's readings"
+                            : "unknown field " + shown(key);
       d.problems.push_back(std::move(msg));
       validate_ = true;
       continue;
@@ -460,19 +479,31 @@ frame_parser::impl::flow frame_parser::impl::parse_reading_fields(od::object obj
     d.seen |= id;
     flow f = flow::ok;
     switch (id) {
-      case k_device: f = read_device(v, d, loc); break;
-      case k_seq: f = read_seq(v, d, loc); break;
-      case k_ts: f = read_ts(v, d, loc); break;
-      case k_values: f = read_values(v, d, loc); break;
-      case k_meta: f = read_meta(v, d, loc); break;
-      default: break;
+      case k_device:
+        f = read_device(v, d, loc);
+        break;
+      case k_seq:
+        f = read_seq(v, d, loc);
+        break;
+      case k_ts:
+        f = read_ts(v, d, loc);
+        break;
+      case k_values:
+        f = read_values(v, d, loc);
+        break;
+      case k_meta:
+        f = read_meta(v, d, loc);
+        break;
+      default:
+        break;
     }
     if (f != flow::ok) return f;
   }
   return flow::ok;
 }
 
-frame_parser::impl::flow frame_parser::impl::read_device(od::value& v, reading_draft& d, const location& loc) {
+frame_parser::impl::flow frame_parser::impl::read_device(od::value& v, reading_draft& d,
+                                                         const location& loc) {
   std::string_view s;
   auto e = v.get_string().get(s);
   if (e == simdjson::INCORRECT_TYPE) {
@@ -482,7 +513,8 @@ frame_parser::impl::flow frame_parser::impl::read_device(od::value& v, reading_d
   }
   if (e) return json_fail(e);
   if (!valid_device_id(s.data(), s.size())) {
-    d.problems.push_back(where(loc, true) + "device is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
+    d.problems.push_back(where(loc, true) +
+                         "device is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
     return flow::ok;
   }
   d.device = s;
@@ -492,9 +524,11 @@ frame_parser::impl::flow frame_parser::impl::read_device(od::value& v, reading_d
 
 // A number that On Demand would not give us as the wanted type: either the
 // token is not JSON at all, or it is JSON of the wrong kind or range.
-frame_parser::impl::flow frame_parser::impl::number_problem(od::value& v, simdjson::error_code e, reading_draft& d,
-                                                            const location& loc, std::string_view field,
-                                                            bool unsigned_only, const char* wrong_kind) {
+frame_parser::impl::flow frame_parser::impl::number_problem(od::value& v, simdjson::error_code e,
+                                                            reading_draft& d, const location& loc,
+                                                            std::string_view field,
+                                                            bool unsigned_only,
+                                                            const char* wrong_kind) {
   if (e != simdjson::INCORRECT_TYPE && e != simdjson::NUMBER_ERROR) return json_fail(e);
   od::json_type type;
   if (v.type().get(type) || type != od::json_type::number) {
@@ -506,11 +540,13 @@ frame_parser::impl::flow frame_parser::impl::number_problem(od::value& v, simdjs
   if (!shape.valid) return json_fail(simdjson::NUMBER_ERROR);
   // An integer that did not fit is out of range; -1 for seq is the wrong kind.
   bool out_of_range = shape.integer && !(unsigned_only && shape.negative);
-  d.problems.push_back(where(loc, true) + std::string(field) + " " + (out_of_range ? "is out of range" : wrong_kind));
+  d.problems.push_back(where(loc, true) + std::string(field) + " " +
+                       (out_of_range ? "is out of range" : wrong_kind));
   return flow::ok;
 }
 
-frame_parser::impl::flow frame_parser::impl::read_seq(od::value& v, reading_draft& d, const location& loc) {
+frame_parser::impl::flow frame_parser::impl::read_seq(od::value& v, reading_draft& d,
+                                                      const location& loc) {
   std::uint64_t seq;
   auto e = v.get_uint64().get(seq);
   if (!e) {
@@ -527,7 +563,8 @@ std::optional<std::string> frame_parser::impl::check_time(std::int64_t ts) const
   return std::nullopt;
 }
 
-frame_parser::impl::flow frame_parser::impl::read_ts(od::value& v, reading_draft& d, const location& loc) {
+frame_parser::impl::flow frame_parser::impl::read_ts(od::value& v, reading_draft& d,
+                                                     const location& loc) {
   od::json_type type;
   if (auto e = v.type().get(type)) return json_fail(e);
   std::int64_t ts = 0;
@@ -557,7 +594,8 @@ frame_parser::impl::flow frame_parser::impl::read_ts(od::value& v, reading_draft
   return flow::ok;
 }
 
-frame_parser::impl::flow frame_parser::impl::read_values(od::value& v, reading_draft& d, const location& loc) {
+frame_parser::impl::flow frame_parser::impl::read_values(od::value& v, reading_draft& d,
+                                                         const location& loc) {
   od::object obj;
   auto e = v.get_object().get(obj);
   if (e == simdjson::INCORRECT_TYPE) {
@@ -581,10 +619,13 @@ frame_parser::impl::flow frame_parser::impl::read_values(od::value& v, reading_d
         // Either malformed (invalid JSON) or valid JSON beyond double range.
         auto shape = detail::classify_number(detail::trim_json_ws(value.raw_json_token()));
         if (!shape.valid) return json_fail(ve);
-        if (!reported) d.problems.push_back(where(loc, true) + "values." + shown(name) + " is not a finite number");
+        if (!reported)
+          d.problems.push_back(where(loc, true) + "values." + shown(name) +
+                               " is not a finite number");
       } else if (ve == simdjson::INCORRECT_TYPE) {
         validate_ = true;
-        if (!reported) d.problems.push_back(where(loc, true) + "values." + shown(name) + " is not a number");
+        if (!reported)
+          d.problems.push_back(where(loc, true) + "values." + shown(name) + " is not a number");
       } else {
         return json_fail(ve);
       }
@@ -599,8 +640,8 @@ frame_parser::impl::flow frame_parser::impl::read_values(od::value& v, reading_d
       continue;
     }
     if (n > max_metrics_per_reading) {
-      d.problems.push_back(where(loc, true) + "values has more than " + std::to_string(max_metrics_per_reading) +
-                           " metrics");
+      d.problems.push_back(where(loc, true) + "values has more than " +
+                           std::to_string(max_metrics_per_reading) + " metrics");
       reported = true;
       continue;
     }
@@ -610,14 +651,16 @@ frame_parser::impl::flow frame_parser::impl::read_values(od::value& v, reading_d
   if (!reported) {
     if (n == 0) {
       d.problems.push_back(where(loc, true) + "values is empty");
-    } else if (std::size_t dup = find_duplicate(d.names, scratch_index_); dup != std::string_view::npos) {
+    } else if (std::size_t dup = find_duplicate(d.names, scratch_index_);
+               dup != std::string_view::npos) {
       d.problems.push_back(where(loc, true) + "values." + shown(d.names[dup]) + " appears twice");
     }
   }
   return flow::ok;
 }
 
-frame_parser::impl::flow frame_parser::impl::read_meta(od::value& v, reading_draft& d, const location& loc) {
+frame_parser::impl::flow frame_parser::impl::read_meta(od::value& v, reading_draft& d,
+                                                       const location& loc) {
   od::object obj;
   auto e = v.get_object().get(obj);
   if (e == simdjson::INCORRECT_TYPE) {
@@ -652,7 +695,8 @@ frame_parser::impl::flow frame_parser::impl::read_meta(od::value& v, reading_dra
       std::string_view token = detail::trim_json_ws(value.raw_json_token());
       double x;
       if (auto fe = value.get_double().get(x)) {
-        if (fe != simdjson::NUMBER_ERROR || !detail::classify_number(token).valid) return json_fail(fe);
+        if (fe != simdjson::NUMBER_ERROR || !detail::classify_number(token).valid)
+          return json_fail(fe);
         d.problems.push_back(where(loc, true) + "meta." + shown(key) + " is not a finite number");
         bad = true;
         continue;
@@ -668,7 +712,8 @@ frame_parser::impl::flow frame_parser::impl::read_meta(od::value& v, reading_dra
       continue;
     }
     if (m.size() > max_meta_bytes) {
-      d.problems.push_back(where(loc, true) + "meta is larger than " + std::to_string(max_meta_bytes) + " bytes");
+      d.problems.push_back(where(loc, true) + "meta is larger than " +
+                           std::to_string(max_meta_bytes) + " bytes");
       bad = true;
     }
   }
@@ -677,9 +722,11 @@ frame_parser::impl::flow frame_parser::impl::read_meta(od::value& v, reading_dra
   return flow::ok;
 }
 
-void frame_parser::impl::finish_reading(reading_draft& d, std::string_view device, const location& loc,
-                                        bool device_required, std::size_t& delivered) {
-  if (!d.bad() && !(d.seen & detail::k_values)) d.problems.push_back(where(loc, true) + "values is missing");
+void frame_parser::impl::finish_reading(reading_draft& d, std::string_view device,
+                                        const location& loc, bool device_required,
+                                        std::size_t& delivered) {
+  if (!d.bad() && !(d.seen & detail::k_values))
+    d.problems.push_back(where(loc, true) + "values is missing");
   if (!d.bad() && device_required && !(d.seen & detail::k_device))
     d.problems.push_back(where(loc, true) + "device is missing");
   std::optional<std::uint64_t> seq;
@@ -688,11 +735,12 @@ void frame_parser::impl::finish_reading(reading_draft& d, std::string_view devic
     push_error(error_code::invalid_reading, std::move(d.problems.front()), seq);
     return;
   }
-  if (!commit(device, d.names.data(), d.values.data(), d.names.size(), d.has_ts ? d.ts : now_ms_, d.has_seq, d.seq,
-              d.has_meta ? &d.meta : nullptr)) {
+  if (!commit(device, d.names.data(), d.values.data(), d.names.size(), d.has_ts ? d.ts : now_ms_,
+              d.has_seq, d.seq, d.has_meta ? &d.meta : nullptr)) {
     push_error(error_code::too_large,
-               where(loc, false) + (loc.container ? ": " : "") + "device " + shown(device) + " has more than " +
-                   std::to_string(max_metric_index + 1) + " distinct metric names in one frame",
+               where(loc, false) + (loc.container ? ": " : "") + "device " + shown(device) +
+                   " has more than " + std::to_string(max_metric_index + 1) +
+                   " distinct metric names in one frame",
                seq);
     return;
   }
@@ -777,7 +825,8 @@ frame_parser::impl::flow frame_parser::impl::parse_hello(od::value& v, reading_d
     if (se) return json_fail(se);
     if (is_device) {
       if (!valid_device_id(s.data(), s.size())) {
-        d.problems.push_back("hello.device is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
+        d.problems.push_back(
+            "hello.device is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
         ok = false;
         continue;
       }
@@ -794,7 +843,8 @@ frame_parser::impl::flow frame_parser::impl::parse_hello(od::value& v, reading_d
   return flow::ok;
 }
 
-frame_parser::impl::flow frame_parser::impl::parse_patterns(od::value& v, std::vector<std::string>& dst,
+frame_parser::impl::flow frame_parser::impl::parse_patterns(od::value& v,
+                                                            std::vector<std::string>& dst,
                                                             const char* name, reading_draft& d) {
   od::array arr;
   auto e = v.get_array().get(arr);
@@ -818,7 +868,8 @@ frame_parser::impl::flow frame_parser::impl::parse_patterns(od::value& v, std::v
     }
     if (se) return json_fail(se);
     if (!valid_pattern(s)) {
-      d.problems.push_back(at + " is not a valid device id or prefix (A-Za-z0-9:._- with an optional trailing *)");
+      d.problems.push_back(
+          at + " is not a valid device id or prefix (A-Za-z0-9:._- with an optional trailing *)");
       continue;
     }
     dst.emplace_back(s);
@@ -833,8 +884,9 @@ std::uint32_t frame_parser::impl::batch_index(std::string_view device) {
   auto& batches = out_->batches;
   if (last_batch_ < batches.size() && batches[last_batch_].device == device) return last_batch_;
   std::uint64_t h = detail::hash_text(device);
-  if (auto* e = devices_.find(
-          h, [&](std::uint32_t a, std::uint32_t) { return a < batches.size() && batches[a].device == device; }))
+  if (auto* e = devices_.find(h, [&](std::uint32_t a, std::uint32_t) {
+        return a < batches.size() && batches[a].device == device;
+      }))
     return last_batch_ = e->a;
   auto b = static_cast<std::uint32_t>(batches.size());
   if (spare_.empty()) {
@@ -870,9 +922,9 @@ int frame_parser::impl::metric_index(std::uint32_t b, reading_batch& batch, std:
   return static_cast<int>(m);
 }
 
-bool frame_parser::impl::commit(std::string_view device, const std::string_view* names, const double* values,
-                                std::size_t n, std::int64_t ts, bool has_seq, std::uint64_t seq,
-                                const std::string* meta) {
+bool frame_parser::impl::commit(std::string_view device, const std::string_view* names,
+                                const double* values, std::size_t n, std::int64_t ts, bool has_seq,
+                                std::uint64_t seq, const std::string* meta) {
   std::uint32_t b = batch_index(device);
   note_touch(b);
   reading_batch& batch = out_->batches[b];
@@ -907,7 +959,8 @@ void frame_parser::impl::note_touch(std::uint32_t b) {
   if (touched_[b] == doc_id_) return;
   touched_[b] = doc_id_;
   const auto& batch = out_->batches[b];
-  undo_.push_back(undo_entry{b, batch.rows.size(), batch.samples.size(), batch.metrics.size(), batch.meta});
+  undo_.push_back(
+      undo_entry{b, batch.rows.size(), batch.samples.size(), batch.metrics.size(), batch.meta});
 }
 
 void frame_parser::impl::rollback() {
@@ -938,7 +991,8 @@ void frame_parser::impl::recycle(reading_batch& b) {
   spare_.push_back(std::move(b));
 }
 
-void frame_parser::impl::push_error(error_code code, std::string message, std::optional<std::uint64_t> seq) {
+void frame_parser::impl::push_error(error_code code, std::string message,
+                                    std::optional<std::uint64_t> seq) {
   if (line_ > 0) message.insert(0, "line " + std::to_string(line_) + ": ");
   out_->errors.push_back(wire_error{code, std::move(message), seq});
 }

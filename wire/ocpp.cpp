@@ -40,12 +40,14 @@ std::string sv_path(std::size_t i, std::size_t j) {
 }
 
 bool metric_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.';
 }
 
 }  // namespace
 
-frame_parser::impl::flow frame_parser::impl::read_charge_point(od::value& v, detail::reading_draft& d,
+frame_parser::impl::flow frame_parser::impl::read_charge_point(od::value& v,
+                                                               detail::reading_draft& d,
                                                                std::string_view& device, bool& ok) {
   std::string_view s;
   auto e = v.get_string().get(s);
@@ -56,7 +58,8 @@ frame_parser::impl::flow frame_parser::impl::read_charge_point(od::value& v, det
   }
   if (e) return json_fail(e);
   if (!valid_device_id(s.data(), s.size())) {
-    d.problems.push_back("charge_point_id is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
+    d.problems.push_back(
+        "charge_point_id is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
     return flow::ok;
   }
   device = s;
@@ -118,7 +121,8 @@ frame_parser::impl::flow frame_parser::impl::process_payload(od::value& v, std::
   return f;
 }
 
-frame_parser::impl::flow frame_parser::impl::process_ocpp_object(od::object obj, std::string_view device,
+frame_parser::impl::flow frame_parser::impl::process_ocpp_object(od::object obj,
+                                                                 std::string_view device,
                                                                  std::size_t& delivered) {
   connector_.clear();
   transaction_.clear();
@@ -140,7 +144,9 @@ frame_parser::impl::flow frame_parser::impl::process_ocpp_object(od::object obj,
       validate_ = true;
       continue;
     }
-    bool& seen = is_connector ? seen_connector : is_transaction ? seen_transaction : seen_meter_value;
+    bool& seen = is_connector     ? seen_connector
+                 : is_transaction ? seen_transaction
+                                  : seen_meter_value;
     if (seen) {
       push_error(error_code::invalid_reading, std::string(key) + " appears twice");
       validate_ = true;
@@ -179,7 +185,8 @@ frame_parser::impl::flow frame_parser::impl::process_ocpp_object(od::object obj,
       for (auto element : arr) {
         od::value ev;
         if (auto ee = element.get(ev)) return json_fail(ee);
-        if (flow f = process_meter_value(ev, meter_values++, device, delivered); f != flow::ok) return f;
+        if (flow f = process_meter_value(ev, meter_values++, device, delivered); f != flow::ok)
+          return f;
       }
       if (meter_values == 0) push_error(error_code::invalid_reading, "meterValue is empty");
     }
@@ -190,7 +197,8 @@ frame_parser::impl::flow frame_parser::impl::process_ocpp_object(od::object obj,
 }
 
 frame_parser::impl::flow frame_parser::impl::process_meter_value(od::value& v, std::size_t i,
-                                                                 std::string_view device, std::size_t& delivered) {
+                                                                 std::string_view device,
+                                                                 std::size_t& delivered) {
   if (++readings_seen_ > max_readings_per_frame) return flow::too_large;
   od::object obj;
   auto e = v.get_object().get(obj);
@@ -266,7 +274,8 @@ frame_parser::impl::flow frame_parser::impl::process_meter_value(od::value& v, s
   if (!problem.empty()) {
     // Name how many good sampled values go down with it: nothing silently.
     std::string msg = mv_path(i) + problem;
-    if (!samples_.empty()) msg += " (" + std::to_string(samples_.size()) + " sampled values not stored)";
+    if (!samples_.empty())
+      msg += " (" + std::to_string(samples_.size()) + " sampled values not stored)";
     push_error(error_code::invalid_reading, std::move(msg));
     return flow::ok;
   }
@@ -274,7 +283,8 @@ frame_parser::impl::flow frame_parser::impl::process_meter_value(od::value& v, s
   return commit_meter_value(*ts, device, delivered);
 }
 
-frame_parser::impl::flow frame_parser::impl::process_sampled_value(od::value& v, std::size_t i, std::size_t j) {
+frame_parser::impl::flow frame_parser::impl::process_sampled_value(od::value& v, std::size_t i,
+                                                                   std::size_t j) {
   od::object obj;
   auto e = v.get_object().get(obj);
   if (e == simdjson::INCORRECT_TYPE) {
@@ -283,7 +293,15 @@ frame_parser::impl::flow frame_parser::impl::process_sampled_value(od::value& v,
     return flow::ok;
   }
   if (e) return json_fail(e);
-  enum : unsigned { f_value = 1, f_measurand = 2, f_phase = 4, f_unit = 8, f_context = 16, f_format = 32, f_location = 64 };
+  enum : unsigned {
+    f_value = 1,
+    f_measurand = 2,
+    f_phase = 4,
+    f_unit = 8,
+    f_context = 16,
+    f_format = 32,
+    f_location = 64
+  };
   unsigned seen = 0;
   std::string problem;  // ".value is not a number" or ": unknown field x"
   double value = 0;
@@ -304,7 +322,8 @@ frame_parser::impl::flow frame_parser::impl::process_sampled_value(od::value& v,
                                         : 0u;
     if (bit == 0 || (seen & bit)) {
       validate_ = true;
-      if (problem.empty()) problem = bit ? "." + std::string(key) + " appears twice" : ": unknown field " + shown(key);
+      if (problem.empty())
+        problem = bit ? "." + std::string(key) + " appears twice" : ": unknown field " + shown(key);
       continue;
     }
     seen |= bit;
@@ -312,7 +331,8 @@ frame_parser::impl::flow frame_parser::impl::process_sampled_value(od::value& v,
     if (auto te = fv.type().get(type)) return json_fail(te);
     if (bit == f_value && type == od::json_type::number) {
       auto ve = fv.get_double().get(value);
-      if (ve == simdjson::NUMBER_ERROR && detail::classify_number(detail::trim_json_ws(fv.raw_json_token())).valid) {
+      if (ve == simdjson::NUMBER_ERROR &&
+          detail::classify_number(detail::trim_json_ws(fv.raw_json_token())).valid) {
         if (problem.empty()) problem = ".value is not a finite number";
       } else if (ve) {
         return json_fail(ve);
@@ -321,7 +341,9 @@ frame_parser::impl::flow frame_parser::impl::process_sampled_value(od::value& v,
     }
     if (type != od::json_type::string) {
       validate_ = true;
-      if (problem.empty()) problem = "." + std::string(key) + (bit == f_value ? " is not a number" : " is not a string");
+      if (problem.empty())
+        problem =
+            "." + std::string(key) + (bit == f_value ? " is not a number" : " is not a string");
       continue;
     }
     std::string_view s;
@@ -333,10 +355,17 @@ frame_parser::impl::flow frame_parser::impl::process_sampled_value(od::value& v,
         else if (problem.empty())
           problem = ".value is not a number";
         break;
-      case f_measurand: measurand = s; break;
-      case f_phase: phase = s; break;
-      case f_unit: unit = s; break;
-      default: break;  // context, format, location: valid, not stored
+      case f_measurand:
+        measurand = s;
+        break;
+      case f_phase:
+        phase = s;
+        break;
+      case f_unit:
+        unit = s;
+        break;
+      default:
+        break;  // context, format, location: valid, not stored
     }
   }
   if (problem.empty() && !(seen & f_value)) problem = ".value is missing";
@@ -344,8 +373,8 @@ frame_parser::impl::flow frame_parser::impl::process_sampled_value(od::value& v,
     problem = ".measurand is not a valid metric name (1-64 characters of A-Za-z0-9_.)";
   std::size_t name_len = measurand.size() + (phase.empty() ? 0 : 1 + phase.size());
   if (problem.empty() && name_len > max_metric_name_len)
-    problem = ": metric name " + shown(std::string(measurand) + "." + std::string(phase)) + " is longer than " +
-              std::to_string(max_metric_name_len) + " characters";
+    problem = ": metric name " + shown(std::string(measurand) + "." + std::string(phase)) +
+              " is longer than " + std::to_string(max_metric_name_len) + " characters";
   if (!problem.empty()) {
     push_error(error_code::invalid_reading, sv_path(i, j) + problem);
     return flow::ok;
@@ -357,16 +386,20 @@ frame_parser::impl::flow frame_parser::impl::process_sampled_value(od::value& v,
     arena_.push_back('.');
     for (char c : phase) arena_.push_back(metric_char(c) ? c : '_');
   }
-  samples_.push_back(ocpp_sample{off, static_cast<std::uint32_t>(name_len), value, unit, (seen & f_unit) != 0});
+  samples_.push_back(
+      ocpp_sample{off, static_cast<std::uint32_t>(name_len), value, unit, (seen & f_unit) != 0});
   return flow::ok;
 }
 
 // Spreads a meterValue's samples over readings: the k-th occurrence of a
 // metric name goes to reading k, and a reading never holds more than 64.
-frame_parser::impl::flow frame_parser::impl::commit_meter_value(std::int64_t ts, std::string_view device,
+frame_parser::impl::flow frame_parser::impl::commit_meter_value(std::int64_t ts,
+                                                                std::string_view device,
                                                                 std::size_t& delivered) {
   std::size_t n = samples_.size();
-  auto name = [&](std::size_t k) { return std::string_view(arena_.data() + samples_[k].name_off, samples_[k].name_len); };
+  auto name = [&](std::size_t k) {
+    return std::string_view(arena_.data() + samples_[k].name_off, samples_[k].name_len);
+  };
   occ_.assign(n, 0);
   if (n <= 16) {
     for (std::size_t k = 1; k < n; ++k)
@@ -377,7 +410,8 @@ frame_parser::impl::flow frame_parser::impl::commit_meter_value(std::int64_t ts,
     for (std::size_t k = 0; k < n; ++k) {
       std::uint64_t h = detail::hash_text(name(k));
       auto nk = name(k);
-      if (auto* e = scratch_index_.find(h, [&](std::uint32_t a, std::uint32_t) { return name(a) == nk; }))
+      if (auto* e =
+              scratch_index_.find(h, [&](std::uint32_t a, std::uint32_t) { return name(a) == nk; }))
         occ_[k] = ++e->b;
       else
         scratch_index_.insert(h, static_cast<std::uint32_t>(k), 0);
@@ -400,15 +434,18 @@ frame_parser::impl::flow frame_parser::impl::commit_meter_value(std::int64_t ts,
       if (slot_start_[s] >= max_metrics_per_reading) continue;
       if (!any_moved && s == occ_[k]) break;  // earlier same names sit in lower slots
       std::uint64_t hs = detail::hash_text(nk, static_cast<std::uint32_t>(s));
-      if (!slot_index_.find(hs, [&](std::uint32_t a, std::uint32_t b) { return b == s && name(a) == nk; })) break;
+      if (!slot_index_.find(
+              hs, [&](std::uint32_t a, std::uint32_t b) { return b == s && name(a) == nk; }))
+        break;
     }
     if (s != occ_[k]) any_moved = true;
     slot_of_[k] = static_cast<std::uint32_t>(s);
     ++slot_start_[s];
     if (track)
-      slot_index_.insert(detail::hash_text(nk, static_cast<std::uint32_t>(s)), static_cast<std::uint32_t>(k),
-                         static_cast<std::uint32_t>(s));
-    while (open_from < slot_start_.size() && slot_start_[open_from] >= max_metrics_per_reading) ++open_from;
+      slot_index_.insert(detail::hash_text(nk, static_cast<std::uint32_t>(s)),
+                         static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(s));
+    while (open_from < slot_start_.size() && slot_start_[open_from] >= max_metrics_per_reading)
+      ++open_from;
   }
   // Counting sort of sample indices by slot, stable in input order.
   std::size_t slots = slot_start_.size();
@@ -437,8 +474,11 @@ frame_parser::impl::flow frame_parser::impl::commit_meter_value(std::int64_t ts,
       slot_values_.push_back(samples_[order_[p]].value);
     }
     if (slot_names_.empty()) continue;
-    if (!commit(device, slot_names_.data(), slot_values_.data(), slot_names_.size(), ts, false, 0, nullptr)) {
-      push_error(error_code::too_large, "device " + shown(device) + " has more than 65536 distinct metric names in one frame");
+    if (!commit(device, slot_names_.data(), slot_values_.data(), slot_names_.size(), ts, false, 0,
+                nullptr)) {
+      push_error(
+          error_code::too_large,
+          "device " + shown(device) + " has more than 65536 distinct metric names in one frame");
       continue;
     }
     ++delivered;
@@ -453,9 +493,14 @@ frame_parser::impl::flow frame_parser::impl::commit_meter_value(std::int64_t ts,
 // Units per metric for the batch's meta; the latest unit of a name wins.
 void frame_parser::impl::remember_unit(std::string_view name, std::string_view unit) {
   std::uint64_t h = detail::hash_text(name);
-  auto entry_name = [&](const unit_entry& u) { return std::string_view(unit_arena_.data() + u.name_off, u.name_len); };
-  auto entry_unit = [&](const unit_entry& u) { return std::string_view(unit_arena_.data() + u.unit_off, u.unit_len); };
-  if (auto* e = units_index_.find(h, [&](std::uint32_t a, std::uint32_t) { return entry_name(units_[a]) == name; })) {
+  auto entry_name = [&](const unit_entry& u) {
+    return std::string_view(unit_arena_.data() + u.name_off, u.name_len);
+  };
+  auto entry_unit = [&](const unit_entry& u) {
+    return std::string_view(unit_arena_.data() + u.unit_off, u.unit_len);
+  };
+  if (auto* e = units_index_.find(
+          h, [&](std::uint32_t a, std::uint32_t) { return entry_name(units_[a]) == name; })) {
     unit_entry& u = units_[e->a];
     if (entry_unit(u) != unit) {
       u.unit_off = static_cast<std::uint32_t>(unit_arena_.size());

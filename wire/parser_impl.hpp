@@ -24,6 +24,8 @@
 namespace pulse::wire {
 
 namespace od = simdjson::ondemand;
+static_assert(detail::input_padding >= simdjson::SIMDJSON_PADDING,
+              "padded_buffer must satisfy simdjson");
 
 namespace detail {
 
@@ -49,17 +51,28 @@ enum key_bit : std::uint32_t {
 };
 inline std::uint32_t classify_key(std::string_view k) {
   switch (k.size()) {
-    case 2: return k == "ts" ? k_ts : k_none;
-    case 3: return k == "seq" ? k_seq : k_none;
-    case 4: return k == "meta" ? k_meta : k_none;
-    case 5: return k == "hello" ? k_hello : k_none;
-    case 6: return k == "device" ? k_device : k == "values" ? k_values : k_none;
-    case 7: return k == "payload" ? k_payload : k_none;
-    case 8: return k == "readings" ? k_readings : k_none;
-    case 9: return k == "subscribe" ? k_subscribe : k_none;
-    case 11: return k == "unsubscribe" ? k_unsubscribe : k_none;
-    case 15: return k == "charge_point_id" ? k_charge_point_id : k_none;
-    default: return k_none;
+    case 2:
+      return k == "ts" ? k_ts : k_none;
+    case 3:
+      return k == "seq" ? k_seq : k_none;
+    case 4:
+      return k == "meta" ? k_meta : k_none;
+    case 5:
+      return k == "hello" ? k_hello : k_none;
+    case 6:
+      return k == "device" ? k_device : k == "values" ? k_values : k_none;
+    case 7:
+      return k == "payload" ? k_payload : k_none;
+    case 8:
+      return k == "readings" ? k_readings : k_none;
+    case 9:
+      return k == "subscribe" ? k_subscribe : k_none;
+    case 11:
+      return k == "unsubscribe" ? k_unsubscribe : k_none;
+    case 15:
+      return k == "charge_point_id" ? k_charge_point_id : k_none;
+    default:
+      return k_none;
   }
 }
 
@@ -98,7 +111,7 @@ struct reading_draft {
   std::vector<std::string_view> names;
   std::vector<double> values;
   std::string meta;
-  bool has_meta = false;  // a valid meta object was read
+  bool has_meta = false;   // a valid meta object was read
   std::uint32_t seen = 0;  // key_bit of every key met
   std::vector<std::string> problems;
 
@@ -152,8 +165,8 @@ struct frame_parser::impl {
   flow number_problem(od::value& v, simdjson::error_code e, detail::reading_draft& d,
                       const detail::location& loc, std::string_view field, bool unsigned_only,
                       const char* wrong_kind);
-  void finish_reading(detail::reading_draft& d, std::string_view device, const detail::location& loc,
-                      bool device_required, std::size_t& delivered);
+  void finish_reading(detail::reading_draft& d, std::string_view device,
+                      const detail::location& loc, bool device_required, std::size_t& delivered);
   flow process_readings(od::value& v, std::string_view device, std::size_t& delivered);
   std::optional<std::string> check_time(std::int64_t ts) const;
 
@@ -163,10 +176,12 @@ struct frame_parser::impl {
                       detail::reading_draft& d);
 
   // --- OCPP MeterValues (ocpp.cpp) ---
-  flow read_charge_point(od::value& v, detail::reading_draft& d, std::string_view& device, bool& ok);
+  flow read_charge_point(od::value& v, detail::reading_draft& d, std::string_view& device,
+                         bool& ok);
   flow process_payload(od::value& v, std::string_view device, std::size_t& delivered);
   flow process_ocpp_object(od::object obj, std::string_view device, std::size_t& delivered);
-  flow process_meter_value(od::value& v, std::size_t i, std::string_view device, std::size_t& delivered);
+  flow process_meter_value(od::value& v, std::size_t i, std::string_view device,
+                           std::size_t& delivered);
   flow process_sampled_value(od::value& v, std::size_t i, std::size_t j);
   flow commit_meter_value(std::int64_t ts, std::string_view device, std::size_t& delivered);
   void remember_unit(std::string_view name, std::string_view unit);
@@ -174,9 +189,11 @@ struct frame_parser::impl {
 
   // --- output ---
   std::uint32_t batch_index(std::string_view device);
-  int metric_index(std::uint32_t b, reading_batch& batch, std::string_view name, std::size_t& guess);
-  bool commit(std::string_view device, const std::string_view* names, const double* values, std::size_t n,
-              std::int64_t ts, bool has_seq, std::uint64_t seq, const std::string* meta);
+  int metric_index(std::uint32_t b, reading_batch& batch, std::string_view name,
+                   std::size_t& guess);
+  bool commit(std::string_view device, const std::string_view* names, const double* values,
+              std::size_t n, std::int64_t ts, bool has_seq, std::uint64_t seq,
+              const std::string* meta);
   void set_meta(std::string_view device, const std::string& meta);
   void note_touch(std::uint32_t b);
   void rollback();

@@ -72,12 +72,13 @@ void put_digits(std::string& out, std::int64_t v, int width) {
 // date-time = YYYY-MM-DD ("T"|"t") hh:mm:ss [.frac] ("Z"|"z"|+hh:mm|-hh:mm)
 std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
   unsigned year, month, day, hour, minute, second;
-  if (!digits(s, 0, 4, year) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2, month) || s[7] != '-' ||
-      !digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't') || !digits(s, 11, 2, hour) || s[13] != ':' ||
-      !digits(s, 14, 2, minute) || s[16] != ':' || !digits(s, 17, 2, second))
+  if (!digits(s, 0, 4, year) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2, month) ||
+      s[7] != '-' || !digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't') ||
+      !digits(s, 11, 2, hour) || s[13] != ':' || !digits(s, 14, 2, minute) || s[16] != ':' ||
+      !digits(s, 17, 2, second))
     return std::nullopt;
-  if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 ||
-      second > 60)  // 60: a leap second; it lands on the next minute's :00
+  if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) || hour > 23 ||
+      minute > 59 || second > 60)  // 60: a leap second; it lands on the next minute's :00
     return std::nullopt;
   std::size_t pos = 19;
   std::int64_t frac_ms = 0;
@@ -100,8 +101,8 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
     ++pos;
   } else if (z == '+' || z == '-') {
     unsigned oh, om;
-    if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' || !digits(s, pos + 4, 2, om) ||
-        oh > 23 || om > 59)
+    if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !digits(s, pos + 4, 2, om) || oh > 23 || om > 59)
       return std::nullopt;
     offset_min = static_cast<std::int64_t>(oh) * 60 + om;
     if (z == '-') offset_min = -offset_min;

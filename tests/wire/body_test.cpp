@@ -1,7 +1,6 @@
 // frame_parser::parse_body: HTTP bodies as a JSON array or NDJSON.
 
 #include <catch2/catch.hpp>
-
 #include <string>
 
 #include "tests/wire/wire_test_support.hpp"
@@ -21,12 +20,15 @@ frame body(frame_parser& p, std::string_view text) {
 }
 }  // namespace
 
-TEST_CASE("a body that starts with [ is one array", "[wire][body]") {
+TEST_CASE("a body that starts with a bracket is one array", "[wire][body]") {
   frame_parser p;
-  auto f = body(p, "  \n[{\"device\":\"a\",\"values\":{\"v\":1}},\n {\"device\":\"b\",\"values\":{\"v\":2}}]\n");
+  auto f = body(
+      p,
+      "  \n[{\"device\":\"a\",\"values\":{\"v\":1}},\n {\"device\":\"b\",\"values\":{\"v\":2}}]\n");
   CHECK(f.errors.empty());
   CHECK(f.batches.size() == 2);
-  f = body(p, "[{\"device\":\"a\",\"values\":{\"v\":1}}]\n[{\"device\":\"a\",\"values\":{\"v\":1}}]");
+  f = body(p,
+           "[{\"device\":\"a\",\"values\":{\"v\":1}}]\n[{\"device\":\"a\",\"values\":{\"v\":1}}]");
   REQUIRE(f.errors.size() == 1);
   CHECK(f.errors[0].code == error_code::invalid_json);
   CHECK(f.batches.empty());
@@ -38,9 +40,11 @@ TEST_CASE("NDJSON lines merge into per-device batches", "[wire][body]") {
       "{\"device\":\"a\",\"seq\":1,\"values\":{\"x\":1}}\r\n"
       "\n"
       "   \n"
-      "{\"device\":\"b\",\"readings\":[{\"seq\":1,\"values\":{\"y\":1}},{\"seq\":2,\"values\":{\"y\":2}}]}\n"
+      "{\"device\":\"b\",\"readings\":[{\"seq\":1,\"values\":{\"y\":1}},{\"seq\":2,\"values\":{"
+      "\"y\":2}}]}\n"
       "[{\"device\":\"a\",\"seq\":2,\"values\":{\"z\":2,\"x\":3}}]\n"
-      "{\"charge_point_id\":\"cp1\",\"payload\":{\"connectorId\":1,\"meterValue\":[{\"timestamp\":\"2023-09-17T20:29:59Z\",\"sampledValue\":[{\"value\":\"5\"}]}]}}\n"
+      "{\"charge_point_id\":\"cp1\",\"payload\":{\"connectorId\":1,\"meterValue\":[{\"timestamp\":"
+      "\"2023-09-17T20:29:59Z\",\"sampledValue\":[{\"value\":\"5\"}]}]}}\n"
       "{\"device\":\"a\",\"seq\":3,\"values\":{\"x\":4}}";  // no final newline
   auto f = body(p, text);
   REQUIRE(f.errors.empty());
@@ -61,7 +65,8 @@ TEST_CASE("a bad NDJSON line is reported by number, the others are delivered", "
       "{\"device\":\"a\",\"seq\":1,\"values\":{\"x\":1}}\n"
       "{\"device\":\"a\",\"seq\":2,\"values\":{\"x\":\"no\"}}\n"
       // valid first reading, broken JSON later on the same line: the whole line goes
-      "[{\"device\":\"a\",\"seq\":3,\"values\":{\"x\":3,\"new\":1}},{\"device\":\"c\",\"values\":{\"x\":1}},{]\n"
+      "[{\"device\":\"a\",\"seq\":3,\"values\":{\"x\":3,\"new\":1}},{\"device\":\"c\",\"values\":{"
+      "\"x\":1}},{]\n"
       "{\"device\":\"a\",\"seq\":4,\"values\":{\"x\":4},\"meta\":{\"m\":4}}\n"
       "{\"device\":\"a\",\"seq\":5,\"values\":{\"x\":5},\"meta\":{\"m\":5}} trailing\n"
       "{\"hello\":{\"device\":\"a\"}}\n";

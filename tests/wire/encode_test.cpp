@@ -2,7 +2,6 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-
 #include <string>
 
 #include "wire/codec.hpp"
@@ -13,13 +12,15 @@ using nlohmann::json;
 TEST_CASE("ack, error and welcome messages", "[wire][encode]") {
   CHECK(encode_ack("meter-7", 42) == R"({"ack":{"device":"meter-7","seq":42}})");
   CHECK(encode_ack("d", UINT64_MAX) == R"({"ack":{"device":"d","seq":18446744073709551615}})");
-  CHECK(encode_error(wire_error{error_code::invalid_reading, "values.voltage is not a number", 43}) ==
-        R"({"error":{"code":"invalid_reading","message":"values.voltage is not a number","seq":43}})");
+  CHECK(
+      encode_error(wire_error{error_code::invalid_reading, "values.voltage is not a number", 43}) ==
+      R"({"error":{"code":"invalid_reading","message":"values.voltage is not a number","seq":43}})");
   CHECK(encode_error(wire_error{error_code::invalid_json, "invalid JSON: x", std::nullopt}) ==
         R"({"error":{"code":"invalid_json","message":"invalid JSON: x"}})");
   CHECK(encode_error(error_code::too_large, "frame has more than 100000 readings") ==
         R"({"error":{"code":"too_large","message":"frame has more than 100000 readings"}})");
-  CHECK(encode_welcome("node-a", "meter-7", 41) == R"({"welcome":{"node":"node-a","device":"meter-7","last_seq":41}})");
+  CHECK(encode_welcome("node-a", "meter-7", 41) ==
+        R"({"welcome":{"node":"node-a","device":"meter-7","last_seq":41}})");
 
   auto ack = json::parse(encode_ack("meter-7", 42));
   CHECK(ack["ack"]["device"] == "meter-7");
@@ -57,9 +58,15 @@ TEST_CASE("strings are escaped", "[wire][encode]") {
   // Invalid UTF-8 (stray continuation, truncated sequence, overlong, surrogate)
   // becomes U+FFFD so the message stays valid JSON.
   out.clear();
-  append_json_string(out, "a\x80" "b\xe2\x82" "c\xc0\xaf" "d\xed\xa0\x80" "e\xf4\x90\x80\x80");
+  append_json_string(out,
+                     "a\x80"
+                     "b\xe2\x82"
+                     "c\xc0\xaf"
+                     "d\xed\xa0\x80"
+                     "e\xf4\x90\x80\x80");
   auto text = json::parse(out).get<std::string>();
-  CHECK(text.find("a\xef\xbf\xbd" "b") == 0);
+  CHECK(text.find("a\xef\xbf\xbd"
+                  "b") == 0);
   CHECK(text.find("e") != std::string::npos);
 
   std::string message;

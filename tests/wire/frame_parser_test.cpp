@@ -2,7 +2,6 @@
 // error path with its exact code.
 
 #include <catch2/catch.hpp>
-
 #include <string>
 
 #include "tests/wire/wire_test_support.hpp"
@@ -40,7 +39,8 @@ std::string reading_with(const std::string& fields) {
 TEST_CASE("a single reading is parsed into one batch", "[wire][reading]") {
   frame_parser p;
   auto f = test::parse(
-      p, R"({"device":"meter-7","seq":42,"ts":1731801715542,"values":{"voltage":230.4,"current":5.1},"meta":{"fw":"1.2.3","slots":4}})");
+      p,
+      R"({"device":"meter-7","seq":42,"ts":1731801715542,"values":{"voltage":230.4,"current":5.1},"meta":{"fw":"1.2.3","slots":4}})");
   REQUIRE(f.errors.empty());
   REQUIRE(f.batches.size() == 1);
   const auto& b = f.batches[0];
@@ -72,7 +72,8 @@ TEST_CASE("optional reading fields", "[wire][reading]") {
     CHECK(f.batches[0].meta.empty());
   }
   SECTION("keys in any order, ts as RFC 3339") {
-    auto f = test::parse(p, R"({"values":{"v":-0.5e2},"ts":"2023-09-17T20:29:59.123Z","seq":0,"device":"d"})");
+    auto f = test::parse(
+        p, R"({"values":{"v":-0.5e2},"ts":"2023-09-17T20:29:59.123Z","seq":0,"device":"d"})");
     REQUIRE(f.errors.empty());
     auto r = flatten(f);
     REQUIRE(r.size() == 1);
@@ -92,7 +93,8 @@ TEST_CASE("optional reading fields", "[wire][reading]") {
     CHECK(f.batches[0].metrics[0] == "voltage");
   }
   SECTION("integers, exponents and huge integers are numbers") {
-    auto f = test::parse(p, reading_with(R"("values":{"a":7,"b":1e3,"c":123456789012345678901234567890,"d":-0})"));
+    auto f = test::parse(
+        p, reading_with(R"("values":{"a":7,"b":1e3,"c":123456789012345678901234567890,"d":-0})"));
     REQUIRE(f.errors.empty());
     auto r = flatten(f);
     CHECK(r[0].value("a") == 7);
@@ -101,14 +103,16 @@ TEST_CASE("optional reading fields", "[wire][reading]") {
   }
   SECTION("64 metrics and a 128-character device are the limits") {
     std::string values;
-    for (int i = 0; i < 64; ++i) values += (i ? "," : "") + std::string("\"m") + std::to_string(i) + "\":" + std::to_string(i);
+    for (int i = 0; i < 64; ++i)
+      values += (i ? "," : "") + std::string("\"m") + std::to_string(i) + "\":" + std::to_string(i);
     std::string device(128, 'x');
     auto f = test::parse(p, R"({"device":")" + device + R"(","values":{)" + values + "}}");
     REQUIRE(f.errors.empty());
     CHECK(f.batches[0].rows[0].count == 64);
   }
   SECTION("ts exactly 7 days ahead is accepted, ts 0 too") {
-    auto f = test::parse(p, reading_with(R"("ts":)" + std::to_string(now_ms + max_future_ms) + R"(,"values":{"v":1})"));
+    auto f = test::parse(p, reading_with(R"("ts":)" + std::to_string(now_ms + max_future_ms) +
+                                         R"(,"values":{"v":1})"));
     CHECK(f.errors.empty());
     f = test::parse(p, reading_with(R"("ts":0,"values":{"v":1})"));
     CHECK(f.errors.empty());
@@ -117,11 +121,16 @@ TEST_CASE("optional reading fields", "[wire][reading]") {
 
 TEST_CASE("seq errors", "[wire][reading][errors]") {
   frame_parser p;
-  CHECK(bad_reading(p, reading_with(R"("seq":-1,"values":{"v":1})")).message == "seq is not an unsigned integer");
-  CHECK(bad_reading(p, reading_with(R"("seq":4.5,"values":{"v":1})")).message == "seq is not an unsigned integer");
-  CHECK(bad_reading(p, reading_with(R"("seq":1e3,"values":{"v":1})")).message == "seq is not an unsigned integer");
-  CHECK(bad_reading(p, reading_with(R"("seq":"42","values":{"v":1})")).message == "seq is not an unsigned integer");
-  CHECK(bad_reading(p, reading_with(R"("seq":null,"values":{"v":1})")).message == "seq is not an unsigned integer");
+  CHECK(bad_reading(p, reading_with(R"("seq":-1,"values":{"v":1})")).message ==
+        "seq is not an unsigned integer");
+  CHECK(bad_reading(p, reading_with(R"("seq":4.5,"values":{"v":1})")).message ==
+        "seq is not an unsigned integer");
+  CHECK(bad_reading(p, reading_with(R"("seq":1e3,"values":{"v":1})")).message ==
+        "seq is not an unsigned integer");
+  CHECK(bad_reading(p, reading_with(R"("seq":"42","values":{"v":1})")).message ==
+        "seq is not an unsigned integer");
+  CHECK(bad_reading(p, reading_with(R"("seq":null,"values":{"v":1})")).message ==
+        "seq is not an unsigned integer");
   CHECK(bad_reading(p, reading_with(R"("seq":18446744073709551616,"values":{"v":1})")).message ==
         "seq is out of range");
   CHECK(bad_reading(p, reading_with(R"("seq":-99999999999999999999,"values":{"v":1})")).message ==
@@ -138,7 +147,8 @@ TEST_CASE("ts errors", "[wire][reading][errors]") {
   CHECK(bad_reading(p, reading_with(R"("ts":-1,"values":{"v":1})")).message == "ts is before 1970");
   CHECK(bad_reading(p, reading_with(R"("ts":"1969-12-31T23:59:59Z","values":{"v":1})")).message ==
         "ts is before 1970");
-  CHECK(bad_reading(p, reading_with(R"("ts":)" + std::to_string(now_ms + max_future_ms + 1) + R"(,"values":{"v":1})"))
+  CHECK(bad_reading(p, reading_with(R"("ts":)" + std::to_string(now_ms + max_future_ms + 1) +
+                                    R"(,"values":{"v":1})"))
             .message == "ts is more than 7 days in the future");
   CHECK(bad_reading(p, reading_with(R"("ts":"2023-02-30T00:00:00Z","values":{"v":1})")).message ==
         "ts is not a valid RFC 3339 timestamp");
@@ -153,26 +163,36 @@ TEST_CASE("values errors name the field", "[wire][reading][errors]") {
   auto e = bad_reading(p, reading_with(R"("seq":43,"values":{"voltage":"230.4"})"));
   CHECK(e.message == "values.voltage is not a number");
   CHECK(e.seq == std::optional<std::uint64_t>(43));
-  CHECK(bad_reading(p, reading_with(R"("values":{"a":1,"voltage":null})")).message == "values.voltage is not a number");
-  CHECK(bad_reading(p, reading_with(R"("values":{"on":true})")).message == "values.on is not a number");
-  CHECK(bad_reading(p, reading_with(R"("values":{"o":{"x":1}})")).message == "values.o is not a number");
-  CHECK(bad_reading(p, reading_with(R"("values":{"o":[1]})")).message == "values.o is not a number");
-  CHECK(bad_reading(p, reading_with(R"("values":{"big":1e400})")).message == "values.big is not a finite number");
+  CHECK(bad_reading(p, reading_with(R"("values":{"a":1,"voltage":null})")).message ==
+        "values.voltage is not a number");
+  CHECK(bad_reading(p, reading_with(R"("values":{"on":true})")).message ==
+        "values.on is not a number");
+  CHECK(bad_reading(p, reading_with(R"("values":{"o":{"x":1}})")).message ==
+        "values.o is not a number");
+  CHECK(bad_reading(p, reading_with(R"("values":{"o":[1]})")).message ==
+        "values.o is not a number");
+  CHECK(bad_reading(p, reading_with(R"("values":{"big":1e400})")).message ==
+        "values.big is not a finite number");
   CHECK(bad_reading(p, reading_with(R"("values":{})")).message == "values is empty");
   CHECK(bad_reading(p, reading_with(R"("values":[1,2])")).message == "values is not an object");
-  CHECK(bad_reading(p, reading_with(R"("values":{"v":1,"w":2,"v":3})")).message == "values.v appears twice");
+  CHECK(bad_reading(p, reading_with(R"("values":{"v":1,"w":2,"v":3})")).message ==
+        "values.v appears twice");
   CHECK(bad_reading(p, reading_with(R"("values":{"bad name":1})")).message ==
         "values.bad name is not a valid metric name (1-64 characters of A-Za-z0-9_.)");
-  CHECK(bad_reading(p, reading_with(R"("values":{")" + std::string(65, 'm') + R"(":1})")).message.find(
-            "is not a valid metric name") != std::string::npos);
+  CHECK(bad_reading(p, reading_with(R"("values":{")" + std::string(65, 'm') + R"(":1})"))
+            .message.find("is not a valid metric name") != std::string::npos);
   std::string values;
-  for (int i = 0; i < 65; ++i) values += (i ? "," : "") + std::string("\"m") + std::to_string(i) + "\":1";
-  CHECK(bad_reading(p, reading_with(R"("values":{)" + values + "}")).message == "values has more than 64 metrics");
+  for (int i = 0; i < 65; ++i)
+    values += (i ? "," : "") + std::string("\"m") + std::to_string(i) + "\":1";
+  CHECK(bad_reading(p, reading_with(R"("values":{)" + values + "}")).message ==
+        "values has more than 64 metrics");
   CHECK(bad_reading(p, R"({"device":"d","seq":1})").message == "values is missing");
   // Duplicates past the pairwise check go through the hash index.
   values.clear();
-  for (int i = 0; i < 40; ++i) values += (i ? "," : "") + std::string("\"m") + std::to_string(i) + "\":1";
-  CHECK(bad_reading(p, reading_with(R"("values":{)" + values + R"(,"m17":2})")).message == "values.m17 appears twice");
+  for (int i = 0; i < 40; ++i)
+    values += (i ? "," : "") + std::string("\"m") + std::to_string(i) + "\":1";
+  CHECK(bad_reading(p, reading_with(R"("values":{)" + values + R"(,"m17":2})")).message ==
+        "values.m17 appears twice");
 }
 
 TEST_CASE("device errors", "[wire][reading][errors]") {
@@ -181,7 +201,9 @@ TEST_CASE("device errors", "[wire][reading][errors]") {
   CHECK(bad_reading(p, R"({"values":{"v":1}})").message == "device is missing");
   CHECK(bad_reading(p, R"({"device":"a b","values":{"v":1}})").message == msg);
   CHECK(bad_reading(p, R"({"device":"","values":{"v":1}})").message == msg);
-  CHECK(bad_reading(p, R"({"device":")" + std::string(129, 'x') + R"(","values":{"v":1}})").message == msg);
+  CHECK(
+      bad_reading(p, R"({"device":")" + std::string(129, 'x') + R"(","values":{"v":1}})").message ==
+      msg);
   CHECK(bad_reading(p, R"({"device":7,"values":{"v":1}})").message == "device is not a string");
   CHECK(bad_reading(p, R"({"device":"mét","values":{"v":1}})").message == msg);
 }
@@ -189,12 +211,16 @@ TEST_CASE("device errors", "[wire][reading][errors]") {
 TEST_CASE("meta", "[wire][reading][meta]") {
   frame_parser p;
   SECTION("strings and numbers kept as compact JSON, escapes normalised") {
-    auto f = test::parse(p, R"({"device":"h1", "values":{"load":0.5}, "meta" : { "os" : "Linux \"6\"" , "cpus":8, "ghz":2.50, "uni":"\u00e9" }})");
+    auto f = test::parse(
+        p,
+        R"({"device":"h1", "values":{"load":0.5}, "meta" : { "os" : "Linux \"6\"" , "cpus":8, "ghz":2.50, "uni":"\u00e9" }})");
     REQUIRE(f.errors.empty());
     CHECK(f.batches[0].meta == R"({"os":"Linux \"6\"","cpus":8,"ghz":2.50,"uni":"é"})");
   }
   SECTION("latest wins within a frame") {
-    auto f = test::parse(p, R"([{"device":"h1","values":{"a":1},"meta":{"v":1}},{"device":"h1","values":{"a":2}},{"device":"h1","values":{"a":3},"meta":{"v":3}}])");
+    auto f = test::parse(
+        p,
+        R"([{"device":"h1","values":{"a":1},"meta":{"v":1}},{"device":"h1","values":{"a":2}},{"device":"h1","values":{"a":3},"meta":{"v":3}}])");
     REQUIRE(f.errors.empty());
     CHECK(f.batches[0].meta == R"({"v":3})");
   }
@@ -207,8 +233,10 @@ TEST_CASE("meta", "[wire][reading][meta]") {
           "meta.x is not a string or number");
     CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"meta":{"x":null})")).message ==
           "meta.x is not a string or number");
-    CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"meta":"fw 1.2")")).message == "meta is not an object");
-    CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"meta":{"x":")" + std::string(5000, 'a') + "\"}"))
+    CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"meta":"fw 1.2")")).message ==
+          "meta is not an object");
+    CHECK(bad_reading(
+              p, reading_with(R"("values":{"v":1},"meta":{"x":")" + std::string(5000, 'a') + "\"}"))
               .message == "meta is larger than 4096 bytes");
   }
 }
@@ -220,9 +248,12 @@ TEST_CASE("unknown and repeated fields", "[wire][reading][errors]") {
   CHECK(e.seq == std::optional<std::uint64_t>(9));
   CHECK(bad_reading(p, reading_with(R"("x":{"deep":[1,2,{"a":null}]},"values":{"v":1})")).message ==
         "unknown field x");
-  CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"values":{"v":2})")).message == "values appears twice");
-  CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"hello":{"device":"d"})")).message == "unknown field hello");
-  CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"readings":[])")).message == "unknown field readings");
+  CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"values":{"v":2})")).message ==
+        "values appears twice");
+  CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"hello":{"device":"d"})")).message ==
+        "unknown field hello");
+  CHECK(bad_reading(p, reading_with(R"("values":{"v":1},"readings":[])")).message ==
+        "unknown field readings");
 }
 
 TEST_CASE("a batch for one device", "[wire][batch]") {
@@ -243,7 +274,8 @@ TEST_CASE("a batch for one device", "[wire][batch]") {
     REQUIRE(r.size() == 3);
     CHECK(r[0].seq == std::optional<std::uint64_t>(43));
     CHECK(r[1].seq == std::optional<std::uint64_t>(45));
-    CHECK(r[1].values == std::vector<std::pair<std::string, double>>{{"current", 5.2}, {"voltage", 230.3}});
+    CHECK(r[1].values ==
+          std::vector<std::pair<std::string, double>>{{"current", 5.2}, {"voltage", 230.3}});
     CHECK_FALSE(r[2].seq);
     CHECK(r[2].ts == 1731801718000);
     REQUIRE(f.errors.size() == 2);
@@ -255,7 +287,9 @@ TEST_CASE("a batch for one device", "[wire][batch]") {
     CHECK(b.meta == R"({"fw":"1"})");  // the batch's own meta applies after its readings
   }
   SECTION("readings before device") {
-    auto f = test::parse(p, R"({"readings":[{"seq":1,"values":{"v":1}},{"seq":2,"values":{"v":2}}],"meta":{"m":1},"device":"late"})");
+    auto f = test::parse(
+        p,
+        R"({"readings":[{"seq":1,"values":{"v":1}},{"seq":2,"values":{"v":2}}],"meta":{"m":1},"device":"late"})");
     REQUIRE(f.errors.empty());
     REQUIRE(f.batches.size() == 1);
     CHECK(f.batches[0].device == "late");
@@ -273,8 +307,9 @@ TEST_CASE("a batch for one device", "[wire][batch]") {
   SECTION("batch-level problems") {
     CHECK(bad_reading(p, R"({"device":"d","readings":{}})").message == "readings is not an array");
     CHECK(bad_reading(p, R"({"device":"d","readings":[]})").message == "readings is empty");
-    CHECK(bad_reading(p, R"({"device":"d","readings":[{"device":"d","values":{"v":1}}]})").message ==
-          "readings[0]: device is not allowed inside a batch's readings");
+    CHECK(
+        bad_reading(p, R"({"device":"d","readings":[{"device":"d","values":{"v":1}}]})").message ==
+        "readings[0]: device is not allowed inside a batch's readings");
     CHECK(bad_reading(p, R"({"device":"d","readings":[{"values":{"v":1},"extra":1}]})").message ==
           "readings[0]: unknown field extra");
     auto f = test::parse(p, R"({"device":"d","readings":[{"values":{"v":1}}],"extra":true})");
@@ -320,7 +355,9 @@ TEST_CASE("an array of readings is grouped by device in frame order", "[wire][ar
   }
   SECTION("many devices go through the device index") {
     std::string text = "[";
-    for (int i = 0; i < 300; ++i) text += (i ? "," : "") + std::string(R"({"device":"d)") + std::to_string(i % 100) + R"(","values":{"v":)" + std::to_string(i) + "}}";
+    for (int i = 0; i < 300; ++i)
+      text += (i ? "," : "") + std::string(R"({"device":"d)") + std::to_string(i % 100) +
+              R"(","values":{"v":)" + std::to_string(i) + "}}";
     text += "]";
     auto g = test::parse(p, text);
     REQUIRE(g.errors.empty());
@@ -348,11 +385,13 @@ TEST_CASE("hello, subscribe, unsubscribe", "[wire][control]") {
     CHECK_FALSE(f.hello);
     REQUIRE(f.errors.size() == 1);
     CHECK(f.errors[0].code == error_code::invalid_reading);
-    CHECK(f.errors[0].message == "hello.device is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
+    CHECK(f.errors[0].message ==
+          "hello.device is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
     CHECK(bad_reading(p, R"({"hello":{"token":"t"}})").message == "hello.device is missing");
     CHECK(bad_reading(p, R"({"hello":"meter-7"})").message == "hello is not an object");
     CHECK(bad_reading(p, R"({"hello":{"device":"d","x":1}})").message == "hello: unknown field x");
-    CHECK(bad_reading(p, R"({"hello":{"device":"d","token":5}})").message == "hello.token is not a string");
+    CHECK(bad_reading(p, R"({"hello":{"device":"d","token":5}})").message ==
+          "hello.token is not a string");
     CHECK(bad_reading(p, R"({"hello":{"device":"d"},"device":"d"})").message ==
           "unknown field device");
   }
@@ -370,7 +409,8 @@ TEST_CASE("hello, subscribe, unsubscribe", "[wire][control]") {
     REQUIRE(f.errors.size() == 5);
     for (const auto& e : f.errors) CHECK(e.code == error_code::invalid_reading);
     CHECK(f.errors[0].message ==
-          "subscribe[1] is not a valid device id or prefix (A-Za-z0-9:._- with an optional trailing *)");
+          "subscribe[1] is not a valid device id or prefix (A-Za-z0-9:._- with an optional "
+          "trailing *)");
     CHECK(f.errors[3].message == "subscribe[4] is not a string");
     CHECK(bad_reading(p, R"({"unsubscribe":"meter-*"})").message == "unsubscribe is not an array");
   }
@@ -421,7 +461,8 @@ TEST_CASE("anything that is not JSON is one invalid_json error", "[wire][errors]
     if (!f.errors.empty()) CHECK(f.errors[0].message.rfind("invalid JSON: ", 0) == 0);
   }
   SECTION("deep nesting beyond simdjson's depth limit") {
-    std::string deep = R"({"device":"d","values":{"v":1},"x":)" + std::string(5000, '[') + std::string(5000, ']') + "}";
+    std::string deep = R"({"device":"d","values":{"v":1},"x":)" + std::string(5000, '[') +
+                       std::string(5000, ']') + "}";
     auto f = test::parse(p, deep);
     CHECK(only_invalid_json(f));
     CHECK(f.errors[0].message.find("too deep") != std::string::npos);
@@ -431,8 +472,10 @@ TEST_CASE("anything that is not JSON is one invalid_json error", "[wire][errors]
     CHECK(only_invalid_json(f));
   }
   SECTION("messages are clear") {
-    CHECK(test::parse(p, "42").errors[0].message == "invalid JSON: a frame must be a JSON object or array");
-    CHECK(test::parse(p, R"({"a":1}})").errors[0].message == "invalid JSON: unexpected content after the JSON value");
+    CHECK(test::parse(p, "42").errors[0].message ==
+          "invalid JSON: a frame must be a JSON object or array");
+    CHECK(test::parse(p, R"({"a":1}})").errors[0].message ==
+          "invalid JSON: unexpected content after the JSON value");
   }
 }
 
@@ -441,7 +484,8 @@ TEST_CASE("more than 100,000 readings in a frame is too_large", "[wire][errors]"
   auto frame_of = [](std::size_t n) {
     std::string text = R"({"device":"d","readings":[)";
     text.reserve(n * 16);
-    for (std::size_t i = 0; i < n; ++i) text += i ? R"(,{"values":{"v":1}})" : R"({"values":{"v":1}})";
+    for (std::size_t i = 0; i < n; ++i)
+      text += i ? R"(,{"values":{"v":1}})" : R"({"values":{"v":1}})";
     return text + "]}";
   };
   auto f = test::parse(p, frame_of(max_readings_per_frame));

@@ -4,7 +4,6 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-
 #include <random>
 #include <string>
 
@@ -36,18 +35,32 @@ std::string mutate(std::string s, std::mt19937& rng) {
   for (int k = 0; k < ops && !s.empty(); ++k) {
     std::size_t pos = rng() % s.size();
     switch (op_dist(rng)) {
-      case 0: s[pos] = static_cast<char>(rng() % 256); break;                         // random byte
-      case 1: s[pos] = structural[rng() % (sizeof(structural) - 1)]; break;           // JSON-ish byte
-      case 2: s.erase(pos, 1 + rng() % 8); break;                                     // delete
-      case 3: s.insert(pos, 1, structural[rng() % (sizeof(structural) - 1)]); break;  // insert
-      case 4: s.resize(pos); break;                                                   // truncate
-      case 5: {                                                                       // duplicate a span
+      case 0:
+        s[pos] = static_cast<char>(rng() % 256);
+        break;  // random byte
+      case 1:
+        s[pos] = structural[rng() % (sizeof(structural) - 1)];
+        break;  // JSON-ish byte
+      case 2:
+        s.erase(pos, 1 + rng() % 8);
+        break;  // delete
+      case 3:
+        s.insert(pos, 1, structural[rng() % (sizeof(structural) - 1)]);
+        break;  // insert
+      case 4:
+        s.resize(pos);
+        break;   // truncate
+      case 5: {  // duplicate a span
         std::size_t len = std::min<std::size_t>(s.size() - pos, 1 + rng() % 24);
         s.insert(rng() % s.size(), s.substr(pos, len));
         break;
       }
-      case 6: s.insert(pos, std::string(1 + rng() % 40, rng() % 2 ? '[' : '{')); break;  // nesting
-      default: std::swap(s[pos], s[rng() % s.size()]); break;
+      case 6:
+        s.insert(pos, std::string(1 + rng() % 40, rng() % 2 ? '[' : '{'));
+        break;  // nesting
+      default:
+        std::swap(s[pos], s[rng() % s.size()]);
+        break;
     }
   }
   return s;

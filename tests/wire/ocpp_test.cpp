@@ -2,12 +2,12 @@
 // shared/data/meter_values_dump_10k.xlsx (embedded below) and, when the file
 // is present, on all 10,000 rows of it.
 
-#include <catch2/catch.hpp>
-#include <pugixml.hpp>
 #include <zip.h>
 
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
+#include <pugixml.hpp>
 #include <set>
 #include <string>
 
@@ -33,25 +33,29 @@ struct real_row {
   const char* charge_point_id;
   const char* payload;
 };
-const real_row real_rows[] = {
-    {2, "l5Us3JZIaTCetQpWLgx7",
-     R"({"connectorId":1,"transactionId":76178,"meterValue":[{"timestamp":"2023-09-17T20:29:59Z","sampledValue":[{"value":"219710.906250","context":"Sample.Periodic","measurand":"Energy.Active.Import.Register","unit":"Wh"}]}]})"},
-    {3, "cocPpWdMprESdBtOQvGd",
-     R"({"connectorId":1,"transactionId":76151,"meterValue":[{"timestamp":"2023-09-17T20:30:00Z","sampledValue":[{"value":"353672.750000","context":"Sample.Clock","measurand":"Energy.Active.Import.Register","unit":"Wh"},{"phase":"L1","value":"245.04","context":"Sample.Clock","measurand":"Voltage","unit":"V"},{"value":"0.00","context":"Sample.Clock","measurand":"Temperature","unit":"Celsius"},{"phase":"L1","value":"7.68","context":"Sample.Clock","measurand":"Current.Import","unit":"A"}]}]})"},
-    {11, "ezoqjCSmDt3tWMpdjNl7",
-     R"({"connectorId":3,"transactionId":75259,"meterValue":[{"timestamp":"2023-09-17T20:30:00Z","sampledValue":[{"value":"4753334","context":"Sample.Clock","measurand":"Energy.Active.Import.Register","unit":"Wh"},{"phase":"L3","value":"249.33","context":"Sample.Clock","measurand":"Voltage","unit":"V"},{"value":"50.61","context":"Sample.Clock","measurand":"Temperature","unit":"Celsius"},{"phase":"L3","value":"10.22","context":"Sample.Clock","measurand":"Current.Import","unit":"A"}]}]})"},
-    {50, "fK9TE6k0g0zvHojHziO1",
-     R"({"connectorId":1,"transactionId":76256,"meterValue":[{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"28.7","context":"Sample.Periodic","format":"Raw","measurand":"Current.Import","location":"Outlet","unit":"A"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"30.0","context":"Sample.Periodic","format":"Raw","measurand":"Current.Offered","location":"Outlet","unit":"A"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"30.0","context":"Sample.Periodic","format":"Raw","measurand":"Current.Offered","location":"EV","unit":"A"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"949040","context":"Sample.Periodic","format":"Raw","measurand":"Energy.Active.Import.Register","location":"Outlet","unit":"Wh"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"1650","context":"Sample.Periodic","format":"Raw","measurand":"Energy.Active.Import.Interval","location":"Outlet","unit":"Wh"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"2835.0","context":"Sample.Periodic","format":"Raw","measurand":"Power.Active.Import","location":"Outlet","unit":"W"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"92","context":"Sample.Periodic","format":"Raw","measurand":"SoC","location":"EV","unit":"Percent"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"85","context":"Transaction.Begin","format":"Raw","measurand":"SoC","location":"EV","unit":"Percent"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"98.4","context":"Sample.Periodic","format":"Raw","measurand":"Voltage","location":"Outlet","unit":"V"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"104.0","context":"Sample.Periodic","format":"Raw","measurand":"Voltage","location":"EV","unit":"V"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"26.4","context":"Sample.Periodic","format":"Raw","measurand":"Temperature","location":"Body","unit":"Celsius"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"30.0","context":"Sample.Periodic","format":"Raw","measurand":"Temperature","location":"Outlet","unit":"Celsius"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"31.0","context":"Sample.Periodic","format":"Raw","measurand":"Temperature","location":"Inlet","unit":"Celsius"}]}]})"},
-    {78, "Y1m1cuVPTWAMgxU5jpo",
-     R"({"connectorId":2,"transactionId":76127,"meterValue":[{"timestamp":"2023-09-17T20:30:41Z","sampledValue":[{"value":"2791285","context":"Transaction.End","measurand":"Energy.Active.Import.Register","unit":"Wh"}]}]})"},
-    {2881, "VSQt4sBhiZuuyzGCBRoK",
-     R"({"connectorId":1,"meterValue":[{"sampledValue":[{"unit":"Percent","context":"Sample.Periodic","measurand":"SoC","location":"EV","value":"15.0"},{"unit":"Wh","context":"Sample.Periodic","format":"Raw","measurand":"Energy.Active.Import.Register","location":"Outlet","value":"55902452"},{"unit":"A","context":"Sample.Periodic","measurand":"Current.Import","value":"60"},{"unit":"A","context":"Sample.Periodic","measurand":"Current.Offered","location":"Inlet","value":"40"},{"unit":"W","context":"Sample.Periodic","measurand":"Power.Active.Import","value":"19920"},{"unit":"V","context":"Sample.Periodic","measurand":"Voltage","value":"332"}],"timestamp":"2023-09-17T21:22:23.078Z"}],"transactionId":76271})"},
-    {5177, "pgfPzZCDaiElu7d5qZq",
-     R"({"connectorId":1,"transactionId":76281,"meterValue":[{"timestamp":"2023-09-17T22:11:44Z","sampledValue":[{"value":"616030","context":"Sample.Clock","measurand":"Energy.Active.Import.Register","unit":"Wh"},{"phase":"L1","value":"250.360001","context":"Sample.Clock","measurand":"Voltage","unit":"V"},{"value":"0","context":"Sample.Clock","measurand":"Temperature","unit":"Celsius"},{"phase":"L1","value":"0.212800","context":"Sample.Clock","measurand":"Current.Import","unit":"A"},{"value":"0","context":"Sample.Clock","measurand":"SoC","unit":"Percent"}]}]})"},
+const real_row
+    real_rows
+        [] =
+            {
+                {2, "l5Us3JZIaTCetQpWLgx7",
+                 R"({"connectorId":1,"transactionId":76178,"meterValue":[{"timestamp":"2023-09-17T20:29:59Z","sampledValue":[{"value":"219710.906250","context":"Sample.Periodic","measurand":"Energy.Active.Import.Register","unit":"Wh"}]}]})"},
+                {3, "cocPpWdMprESdBtOQvGd",
+                 R"({"connectorId":1,"transactionId":76151,"meterValue":[{"timestamp":"2023-09-17T20:30:00Z","sampledValue":[{"value":"353672.750000","context":"Sample.Clock","measurand":"Energy.Active.Import.Register","unit":"Wh"},{"phase":"L1","value":"245.04","context":"Sample.Clock","measurand":"Voltage","unit":"V"},{"value":"0.00","context":"Sample.Clock","measurand":"Temperature","unit":"Celsius"},{"phase":"L1","value":"7.68","context":"Sample.Clock","measurand":"Current.Import","unit":"A"}]}]})"},
+                {11, "ezoqjCSmDt3tWMpdjNl7",
+                 R"({"connectorId":3,"transactionId":75259,"meterValue":[{"timestamp":"2023-09-17T20:30:00Z","sampledValue":[{"value":"4753334","context":"Sample.Clock","measurand":"Energy.Active.Import.Register","unit":"Wh"},{"phase":"L3","value":"249.33","context":"Sample.Clock","measurand":"Voltage","unit":"V"},{"value":"50.61","context":"Sample.Clock","measurand":"Temperature","unit":"Celsius"},{"phase":"L3","value":"10.22","context":"Sample.Clock","measurand":"Current.Import","unit":"A"}]}]})"},
+                {50, "fK9TE6k0g0zvHojHziO1",
+                 R"({"connectorId":1,"transactionId":76256,"meterValue":[{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"28.7","context":"Sample.Periodic","format":"Raw","measurand":"Current.Import","location":"Outlet","unit":"A"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"30.0","context":"Sample.Periodic","format":"Raw","measurand":"Current.Offered","location":"Outlet","unit":"A"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"30.0","context":"Sample.Periodic","format":"Raw","measurand":"Current.Offered","location":"EV","unit":"A"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"949040","context":"Sample.Periodic","format":"Raw","measurand":"Energy.Active.Import.Register","location":"Outlet","unit":"Wh"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"1650","context":"Sample.Periodic","format":"Raw","measurand":"Energy.Active.Import.Interval","location":"Outlet","unit":"Wh"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"2835.0","context":"Sample.Periodic","format":"Raw","measurand":"Power.Active.Import","location":"Outlet","unit":"W"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"92","context":"Sample.Periodic","format":"Raw","measurand":"SoC","location":"EV","unit":"Percent"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"85","context":"Transaction.Begin","format":"Raw","measurand":"SoC","location":"EV","unit":"Percent"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"98.4","context":"Sample.Periodic","format":"Raw","measurand":"Voltage","location":"Outlet","unit":"V"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"104.0","context":"Sample.Periodic","format":"Raw","measurand":"Voltage","location":"EV","unit":"V"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"26.4","context":"Sample.Periodic","format":"Raw","measurand":"Temperature","location":"Body","unit":"Celsius"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"30.0","context":"Sample.Periodic","format":"Raw","measurand":"Temperature","location":"Outlet","unit":"Celsius"}]},{"timestamp":"2023-09-17T20:30:08Z","sampledValue":[{"value":"31.0","context":"Sample.Periodic","format":"Raw","measurand":"Temperature","location":"Inlet","unit":"Celsius"}]}]})"},
+                {78, "Y1m1cuVPTWAMgxU5jpo",
+                 R"({"connectorId":2,"transactionId":76127,"meterValue":[{"timestamp":"2023-09-17T20:30:41Z","sampledValue":[{"value":"2791285","context":"Transaction.End","measurand":"Energy.Active.Import.Register","unit":"Wh"}]}]})"},
+                {2881, "VSQt4sBhiZuuyzGCBRoK",
+                 R"({"connectorId":1,"meterValue":[{"sampledValue":[{"unit":"Percent","context":"Sample.Periodic","measurand":"SoC","location":"EV","value":"15.0"},{"unit":"Wh","context":"Sample.Periodic","format":"Raw","measurand":"Energy.Active.Import.Register","location":"Outlet","value":"55902452"},{"unit":"A","context":"Sample.Periodic","measurand":"Current.Import","value":"60"},{"unit":"A","context":"Sample.Periodic","measurand":"Current.Offered","location":"Inlet","value":"40"},{"unit":"W","context":"Sample.Periodic","measurand":"Power.Active.Import","value":"19920"},{"unit":"V","context":"Sample.Periodic","measurand":"Voltage","value":"332"}],"timestamp":"2023-09-17T21:22:23.078Z"}],"transactionId":76271})"},
+                {5177,
+                 "pgfPzZCDaiElu7d5qZq", R"({"connectorId":1,"transactionId":76281,"meterValue":[{"timestamp":"2023-09-17T22:11:44Z","sampledValue":[{"value":"616030","context":"Sample.Clock","measurand":"Energy.Active.Import.Register","unit":"Wh"},{"phase":"L1","value":"250.360001","context":"Sample.Clock","measurand":"Voltage","unit":"V"},{"value":"0","context":"Sample.Clock","measurand":"Temperature","unit":"Celsius"},{"phase":"L1","value":"0.212800","context":"Sample.Clock","measurand":"Current.Import","unit":"A"},{"value":"0","context":"Sample.Clock","measurand":"SoC","unit":"Percent"}]}]})"},
 };
 
 std::string ocpp_frame(std::string_view cp, std::string_view payload) {
-  return R"({"charge_point_id":")" + std::string(cp) + R"(","payload":)" + std::string(payload) + "}";
+  return R"({"charge_point_id":")" + std::string(cp) + R"(","payload":)" + std::string(payload) +
+         "}";
 }
 
 // The same frame with the payload as a JSON string, as some gateways send it.
@@ -90,7 +94,8 @@ TEST_CASE("OCPP: one sampled value", "[wire][ocpp]") {
     CHECK_FALSE(b.rows[0].has_seq);
     CHECK(b.rows[0].ts == 1694982599000);
     CHECK(flatten(f)[0].values == values_t{{"Energy.Active.Import.Register", 219710.90625}});
-    CHECK(b.meta == R"({"connectorId":1,"transactionId":76178,"unit.Energy.Active.Import.Register":"Wh"})");
+    CHECK(b.meta ==
+          R"({"connectorId":1,"transactionId":76178,"unit.Energy.Active.Import.Register":"Wh"})");
   }
 }
 
@@ -107,8 +112,9 @@ TEST_CASE("OCPP: phases become metric suffixes", "[wire][ocpp]") {
                                   {"Voltage.L1", 245.04},
                                   {"Temperature", 0.0},
                                   {"Current.Import.L1", 7.68}});
-    CHECK(f.batches[0].meta ==
-          R"({"connectorId":1,"transactionId":76151,"unit.Energy.Active.Import.Register":"Wh","unit.Voltage.L1":"V","unit.Temperature":"Celsius","unit.Current.Import.L1":"A"})");
+    CHECK(
+        f.batches[0].meta ==
+        R"({"connectorId":1,"transactionId":76151,"unit.Energy.Active.Import.Register":"Wh","unit.Voltage.L1":"V","unit.Temperature":"Celsius","unit.Current.Import.L1":"A"})");
   }
   auto f = parse_row(p, 11);
   REQUIRE(f.errors.empty());
@@ -133,9 +139,10 @@ TEST_CASE("OCPP: every meterValue is a reading, even at one timestamp", "[wire][
   REQUIRE(f.errors.empty());
   REQUIRE(f.batches.size() == 1);
   const auto& b = f.batches[0];
-  CHECK(b.metrics == std::vector<std::string>{"Current.Import", "Current.Offered", "Energy.Active.Import.Register",
-                                              "Energy.Active.Import.Interval", "Power.Active.Import", "SoC", "Voltage",
-                                              "Temperature"});
+  CHECK(b.metrics ==
+        std::vector<std::string>{"Current.Import", "Current.Offered",
+                                 "Energy.Active.Import.Register", "Energy.Active.Import.Interval",
+                                 "Power.Active.Import", "SoC", "Voltage", "Temperature"});
   auto r = flatten(f);
   REQUIRE(r.size() == 13);
   for (const auto& reading : r) {
@@ -149,8 +156,9 @@ TEST_CASE("OCPP: every meterValue is a reading, even at one timestamp", "[wire][
   CHECK(r[7].values == values_t{{"SoC", 85}});
   CHECK(r[10].values == values_t{{"Temperature", 26.4}});
   CHECK(r[12].values == values_t{{"Temperature", 31}});
-  CHECK(b.meta ==
-        R"({"connectorId":1,"transactionId":76256,"unit.Current.Import":"A","unit.Current.Offered":"A","unit.Energy.Active.Import.Register":"Wh","unit.Energy.Active.Import.Interval":"Wh","unit.Power.Active.Import":"W","unit.SoC":"Percent","unit.Voltage":"V","unit.Temperature":"Celsius"})");
+  CHECK(
+      b.meta ==
+      R"({"connectorId":1,"transactionId":76256,"unit.Current.Import":"A","unit.Current.Offered":"A","unit.Energy.Active.Import.Register":"Wh","unit.Energy.Active.Import.Interval":"Wh","unit.Power.Active.Import":"W","unit.SoC":"Percent","unit.Voltage":"V","unit.Temperature":"Celsius"})");
 }
 
 TEST_CASE("OCPP: key order does not matter, ms timestamps", "[wire][ocpp]") {
@@ -166,27 +174,37 @@ TEST_CASE("OCPP: key order does not matter, ms timestamps", "[wire][ocpp]") {
                                 {"Current.Offered", 40},
                                 {"Power.Active.Import", 19920},
                                 {"Voltage", 332}});
-  CHECK(f.batches[0].meta ==
-        R"({"connectorId":1,"transactionId":76271,"unit.SoC":"Percent","unit.Energy.Active.Import.Register":"Wh","unit.Current.Import":"A","unit.Current.Offered":"A","unit.Power.Active.Import":"W","unit.Voltage":"V"})");
+  CHECK(
+      f.batches[0].meta ==
+      R"({"connectorId":1,"transactionId":76271,"unit.SoC":"Percent","unit.Energy.Active.Import.Register":"Wh","unit.Current.Import":"A","unit.Current.Offered":"A","unit.Power.Active.Import":"W","unit.Voltage":"V"})");
   // payload before charge_point_id
   const auto& rr = row(78);
-  f = test::parse(p, std::string(R"({"payload":)") + rr.payload + R"(,"charge_point_id":")" + rr.charge_point_id + "\"}");
+  f = test::parse(p, std::string(R"({"payload":)") + rr.payload + R"(,"charge_point_id":")" +
+                         rr.charge_point_id + "\"}");
   REQUIRE(f.errors.empty());
   CHECK(f.batches[0].device == "Y1m1cuVPTWAMgxU5jpo");
   CHECK(flatten(f)[0].values == values_t{{"Energy.Active.Import.Register", 2791285}});
-  CHECK(f.batches[0].meta == R"({"connectorId":2,"transactionId":76127,"unit.Energy.Active.Import.Register":"Wh"})");
-  f = test::parse(p, std::string(R"({"payload":)") + [&] {
-    std::string q;
-    append_json_string(q, rr.payload);
-    return q;
-  }() + R"(,"charge_point_id":")" + rr.charge_point_id + "\"}");
+  CHECK(f.batches[0].meta ==
+        R"({"connectorId":2,"transactionId":76127,"unit.Energy.Active.Import.Register":"Wh"})");
+  f = test::parse(
+      p, std::string(R"({"payload":)") +
+             [&] {
+               std::string q;
+               append_json_string(q, rr.payload);
+               return q;
+             }() +
+             R"(,"charge_point_id":")" + rr.charge_point_id + "\"}");
   REQUIRE(f.errors.empty());
   CHECK(f.readings() == 1);
 }
 
 TEST_CASE("OCPP: phases with characters metric names do not allow", "[wire][ocpp]") {
   frame_parser p;
-  auto f = test::parse(p, ocpp_frame("cp-1", R"({"connectorId":0,"meterValue":[{"timestamp":"2023-09-17T20:29:59+02:00","sampledValue":[
+  auto f = test::parse(
+      p,
+      ocpp_frame(
+          "cp-1",
+          R"({"connectorId":0,"meterValue":[{"timestamp":"2023-09-17T20:29:59+02:00","sampledValue":[
       {"value":"230.1","measurand":"Voltage","phase":"L1-N","unit":"V"},
       {"value":"400.2","measurand":"Voltage","phase":"L1-L2","unit":"V"},
       {"value":"0.1","measurand":"Current.Import","phase":"N","unit":"A"},
@@ -199,12 +217,18 @@ TEST_CASE("OCPP: phases with characters metric names do not allow", "[wire][ocpp
                                 {"Voltage.L1_L2", 400.2},
                                 {"Current.Import.N", 0.1},
                                 {"Energy.Active.Import.Register", 7}});  // default measurand
-  CHECK(f.batches[0].meta == R"({"connectorId":0,"unit.Voltage.L1_N":"V","unit.Voltage.L1_L2":"V","unit.Current.Import.N":"A"})");
+  CHECK(
+      f.batches[0].meta ==
+      R"({"connectorId":0,"unit.Voltage.L1_N":"V","unit.Voltage.L1_L2":"V","unit.Current.Import.N":"A"})");
 }
 
 TEST_CASE("OCPP: a repeated metric in one meterValue goes to an extra reading", "[wire][ocpp]") {
   frame_parser p;
-  auto f = test::parse(p, ocpp_frame("cp1", R"({"connectorId":1,"transactionId":5,"meterValue":[{"timestamp":"2023-09-17T20:29:59Z","sampledValue":[
+  auto f = test::parse(
+      p,
+      ocpp_frame(
+          "cp1",
+          R"({"connectorId":1,"transactionId":5,"meterValue":[{"timestamp":"2023-09-17T20:29:59Z","sampledValue":[
       {"value":"100","context":"Sample.Periodic","measurand":"Energy.Active.Import.Register","unit":"Wh"},
       {"value":"230","measurand":"Voltage","unit":"V"},
       {"value":"101","context":"Sample.Clock","measurand":"Energy.Active.Import.Register","unit":"Wh"},
@@ -223,9 +247,14 @@ TEST_CASE("OCPP: more than 64 sampled values are spread over readings", "[wire][
   frame_parser p;
   std::string svs;
   for (int i = 0; i < 150; ++i)
-    svs += (i ? "," : "") + std::string(R"({"value":")") + std::to_string(i) + R"(","measurand":"M)" +
-           std::to_string(i % 100) + "\"}";
-  auto f = test::parse(p, ocpp_frame("cp1", R"({"connectorId":1,"meterValue":[{"timestamp":"2023-09-17T20:29:59Z","sampledValue":[)" + svs + "]}]}"));
+    svs += (i ? "," : "") + std::string(R"({"value":")") + std::to_string(i) +
+           R"(","measurand":"M)" + std::to_string(i % 100) + "\"}";
+  auto f = test::parse(
+      p,
+      ocpp_frame(
+          "cp1",
+          R"({"connectorId":1,"meterValue":[{"timestamp":"2023-09-17T20:29:59Z","sampledValue":[)" +
+              svs + "]}]}"));
   REQUIRE(f.errors.empty());
   auto r = flatten(f);
   std::size_t total = 0;
@@ -282,13 +311,16 @@ TEST_CASE("OCPP: nothing is dropped silently", "[wire][ocpp][errors]") {
     for (const auto& e : f.errors) messages.push_back(e.message);
     CHECK(messages == std::vector<std::string>{
                           "meterValue[0].timestamp is missing (1 sampled values not stored)",
-                          "meterValue[1].timestamp is not a valid RFC 3339 timestamp (2 sampled values not stored)",
+                          "meterValue[1].timestamp is not a valid RFC 3339 timestamp (2 sampled "
+                          "values not stored)",
                           "meterValue[2].sampledValue is missing",
                           "meterValue[3].sampledValue is empty",
                           "meterValue[4]: unknown field extra (1 sampled values not stored)",
-                          "meterValue[5].timestamp is more than 7 days in the future (1 sampled values not stored)",
+                          "meterValue[5].timestamp is more than 7 days in the future (1 sampled "
+                          "values not stored)",
                           "meterValue[6].sampledValue[0]: unknown field bogus",
-                          "meterValue[6].sampledValue[1].measurand is not a valid metric name (1-64 characters of A-Za-z0-9_.)",
+                          "meterValue[6].sampledValue[1].measurand is not a valid metric name "
+                          "(1-64 characters of A-Za-z0-9_.)",
                           "meterValue[6].sampledValue[2].unit is not a string",
                           "meterValue[7] is not an object",
                       });
@@ -297,7 +329,8 @@ TEST_CASE("OCPP: nothing is dropped silently", "[wire][ocpp][errors]") {
     auto e = test::parse(p, ocpp_frame("bad id", row(2).payload));
     REQUIRE(e.errors.size() == 1);
     CHECK(e.readings() == 0);
-    CHECK(e.errors[0].message == "charge_point_id is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
+    CHECK(e.errors[0].message ==
+          "charge_point_id is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
     e = test::parse(p, R"({"charge_point_id":"cp1"})");
     REQUIRE(e.errors.size() == 1);
     CHECK(e.errors[0].message == "payload is missing");
@@ -311,7 +344,11 @@ TEST_CASE("OCPP: nothing is dropped silently", "[wire][ocpp][errors]") {
     e = test::parse(p, ocpp_frame("cp1", R"("[1]")"));
     REQUIRE(e.errors.size() == 1);
     CHECK(e.errors[0].message == "payload string does not hold a JSON object");
-    e = test::parse(p, ocpp_frame("cp1", R"({"connectorId":-1,"transactionId":"t","meterValue":[{"timestamp":"2023-09-17T20:29:59Z","sampledValue":[{"value":"1"}]}],"vendor":1})"));
+    e = test::parse(
+        p,
+        ocpp_frame(
+            "cp1",
+            R"({"connectorId":-1,"transactionId":"t","meterValue":[{"timestamp":"2023-09-17T20:29:59Z","sampledValue":[{"value":"1"}]}],"vendor":1})"));
     CHECK(e.readings() == 1);  // payload-level problems do not drop the readings
     REQUIRE(e.errors.size() == 3);
     CHECK(e.errors[0].message == "connectorId is not a non-negative integer");
@@ -324,7 +361,8 @@ TEST_CASE("OCPP: nothing is dropped silently", "[wire][ocpp][errors]") {
     e = test::parse(p, ocpp_frame("cp1", R"({"connectorId":1,"meterValue":[]})"));
     REQUIRE(e.errors.size() == 1);
     CHECK(e.errors[0].message == "meterValue is empty");
-    e = test::parse(p, R"({"charge_point_id":"cp1","payload":{"connectorId":1,"meterValue":[]},"device":"x"})");
+    e = test::parse(
+        p, R"({"charge_point_id":"cp1","payload":{"connectorId":1,"meterValue":[]},"device":"x"})");
     REQUIRE(e.errors.size() == 2);
     CHECK(e.errors[1].message == "unknown field device");
   }
@@ -332,7 +370,11 @@ TEST_CASE("OCPP: nothing is dropped silently", "[wire][ocpp][errors]") {
     auto e = test::parse(p, ocpp_frame("cp1", R"("{\"connectorId\":1,")"));
     CHECK(test::only_invalid_json(e));
     CHECK(e.errors[0].message.rfind("invalid JSON: payload string: ", 0) == 0);
-    e = test::parse(p, ocpp_frame("cp1", R"("{\"connectorId\":1,\"meterValue\":[{\"timestamp\":\"2023-09-17T20:29:59Z\",\"sampledValue\":[{\"value\":\"1\",\"context\":tru}]}]}")"));
+    e = test::parse(
+        p,
+        ocpp_frame(
+            "cp1",
+            R"("{\"connectorId\":1,\"meterValue\":[{\"timestamp\":\"2023-09-17T20:29:59Z\",\"sampledValue\":[{\"value\":\"1\",\"context\":tru}]}]}")"));
     CHECK(test::only_invalid_json(e));
     e = test::parse(p, ocpp_frame("cp1", R"("{\"connectorId\":1,\"meterValue\":[]} x")"));
     CHECK(test::only_invalid_json(e));
@@ -413,7 +455,8 @@ TEST_CASE("OCPP: every row of the real dump parses", "[wire][ocpp][dump]") {
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const auto& [cp, payload] = rows[i];
     // Every third row with the payload as a JSON string.
-    std::string text = i % 3 == 0 ? ocpp_frame_string_payload(cp, payload) : ocpp_frame(cp, payload);
+    std::string text =
+        i % 3 == 0 ? ocpp_frame_string_payload(cp, payload) : ocpp_frame(cp, payload);
     p.parse(text, now_ms, f);
     if (!f.errors.empty()) {
       ++errors;

@@ -3,7 +3,6 @@
 // structural invariants every parse result must keep.
 
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <map>
 #include <optional>
@@ -65,7 +64,8 @@ inline void check_invariants(const frame& f) {
       for (std::uint32_t k = r.first; k < r.first + r.count; ++k) {
         REQUIRE(b.samples[k].metric < b.metrics.size());
         REQUIRE(std::isfinite(b.samples[k].value));
-        for (std::uint32_t l = r.first; l < k; ++l) REQUIRE(b.samples[l].metric != b.samples[k].metric);
+        for (std::uint32_t l = r.first; l < k; ++l)
+          REQUIRE(b.samples[l].metric != b.samples[k].metric);
       }
       if (!r.has_seq) REQUIRE(r.seq == 0);
     }
@@ -83,8 +83,8 @@ inline frame parse(frame_parser& p, std::string_view text) {
 }
 
 inline bool only_invalid_json(const frame& f) {
-  return f.errors.size() == 1 && f.errors[0].code == error_code::invalid_json && f.batches.empty() &&
-         !f.hello && f.subscribe.empty() && f.unsubscribe.empty();
+  return f.errors.size() == 1 && f.errors[0].code == error_code::invalid_json &&
+         f.batches.empty() && !f.hello && f.subscribe.empty() && f.unsubscribe.empty();
 }
 
 }  // namespace pulse::wire::test
