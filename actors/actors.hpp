@@ -22,12 +22,13 @@
 //     <- (shard_up_atom, uint64_t, actor)     supervisor: a restarted shard
 //     <- (join_atom, actor)                   a session wants table updates
 //   hub      live values: latest per device, subscriptions, pushes
-//     <- (subscribe_atom, patterns)           from a session; answers with a snapshot
+//     <- (subscribe_atom, patterns)           from a session
 //     <- (unsubscribe_atom, patterns)
 //     <- (publish_atom, std::vector<latest_value>)   shard, after a flush
 //     -> session: (update_atom, std::string)   a snapshot or update frame, ready to send
 //   query    (detached; reads RocksDB)
 //     <- (query_atom, method, target, http_callback)
+//     <- (subscribe_atom, patterns, actor session)  -> session: (update_atom, snapshot frame)
 
 #include <atomic>
 #include <cstdint>
@@ -102,6 +103,7 @@ struct node_context {
   std::atomic<std::size_t> shards_up{0};
   std::atomic<std::size_t> subscribers{0};  // sessions with subscriptions (hub)
   caf::actor hub;
+  caf::actor query;
 };
 using context_ptr = std::shared_ptr<node_context>;
 
@@ -117,6 +119,12 @@ void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, st
                   http_callback done);
 
 std::int64_t now_ms();
+
+// Appends `"device":{"timestamp":ts,"metric":value,...}` (+ `"latency_ms"` when
+// latency_ms >= 0): one entry of a snapshot or update frame.
+void append_live_entry(std::string& out, const std::string& device, std::int64_t ts,
+                       const std::vector<std::pair<std::string, double>>& values,
+                       std::int64_t latency_ms);
 
 }  // namespace pulse
 

@@ -5,6 +5,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/atoms.hpp"
+#include "wire/codec.hpp"
 
 namespace pulse {
 
@@ -27,6 +28,27 @@ void online_registry::remove(const std::string& device) {
 bool online_registry::contains(std::string_view device) const {
   std::lock_guard<std::mutex> guard{mtx_};
   return count_.count(std::string{device}) > 0;
+}
+
+void append_live_entry(std::string& out, const std::string& device, std::int64_t ts,
+                       const std::vector<std::pair<std::string, double>>& values,
+                       std::int64_t latency_ms) {
+  wire::append_json_string(out, device);
+  out += ":{\"timestamp\":";
+  out += std::to_string(ts);
+  for (auto& [name, value] : values) {
+    out += ',';
+    wire::append_json_string(out, name);
+    out += ':';
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.17g", value);
+    out += buf;
+  }
+  if (latency_ms >= 0) {
+    out += ",\"latency_ms\":";
+    out += std::to_string(latency_ms);
+  }
+  out += '}';
 }
 
 namespace {
@@ -56,6 +78,7 @@ class actor_bridge final : public bridge {
     router_ = spawn_router(sys_);
     supervisor_ = spawn_supervisor(sys_, ctx_, router_);
     query_ = spawn_query(sys_, ctx_);
+    ctx_->query = query_;
   }
 
   std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
@@ -88,6 +111,7 @@ class actor_bridge final : public bridge {
     for (auto& a : {supervisor_, router_, query_, ctx_->hub})
       self->send_exit(a, caf::exit_reason::user_shutdown);
     ctx_->hub = nullptr;
+    ctx_->query = nullptr;
   }
 
   node_metrics& metrics() override { return ctx_->metrics; }

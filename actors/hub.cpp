@@ -1,9 +1,8 @@
 // hub: live pub/sub. Shards publish the newest reading of every device they
-// flushed; the hub keeps the latest per device (for snapshots) and pushes
-// updates to the sessions whose subscriptions match (exact id or trailing-*
-// prefix).
+// flushed; the hub pushes it to the sessions whose subscriptions match (exact
+// id or trailing-* prefix). Snapshots come from storage (the query actor), so
+// the hub keeps no copy of every device's latest values.
 
-#include <map>
 
 #include <caf/all.hpp>
 
@@ -16,7 +15,6 @@ namespace pulse {
 struct hub_state {
   static inline const char* name = "hub";
   context_ptr ctx;
-  std::map<std::string, latest_value> latest;
   struct subscriber {
     caf::actor session;
     std::vector<std::string> patterns;
@@ -38,26 +36,6 @@ bool matches_any(const std::vector<std::string>& patterns, const std::string& de
   for (auto& p : patterns)
     if (matches(p, device)) return true;
   return false;
-}
-
-// `"device":{"timestamp":...,"metric":value,...}` (+ latency_ms for updates)
-void append_entry(std::string& out, const latest_value& v, std::int64_t latency_ms) {
-  wire::append_json_string(out, v.device);
-  out += ":{\"timestamp\":";
-  out += std::to_string(v.ts);
-  for (auto& [name, value] : v.values) {
-    out += ',';
-    wire::append_json_string(out, name);
-    out += ':';
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.17g", value);
-    out += buf;
-  }
-  if (latency_ms >= 0) {
-    out += ",\"latency_ms\":";
-    out += std::to_string(latency_ms);
-  }
-  out += '}';
 }
 
 void update_count(hub_ptr self) {
@@ -91,20 +69,6 @@ caf::behavior hub_actor(hub_ptr self, context_ptr ctx) {
         if (std::find(sub.patterns.begin(), sub.patterns.end(), p) == sub.patterns.end())
           sub.patterns.push_back(p);
       update_count(self);
-      std::string snap = "{\"snapshot\":{";
-      bool first = true;
-      for (auto& p : patterns) {
-        auto it = (!p.empty() && p.back() == '*') ? st.latest.lower_bound(p.substr(0, p.size() - 1))
-                                                  : st.latest.find(p);
-        for (; it != st.latest.end() && matches(p, it->first); ++it) {
-          if (!first) snap += ',';
-          first = false;
-          append_entry(snap, it->second, -1);
-          if (p.back() != '*') break;
-        }
-      }
-      snap += "}}";
-      self->send(session, update_atom::value, std::move(snap));
     },
     [=](unsubscribe_atom, std::vector<std::string>& patterns) {
       auto& subs = self->state.subscribers;
@@ -122,12 +86,10 @@ caf::behavior hub_actor(hub_ptr self, context_ptr ctx) {
         for (auto& [id, sub] : st.subscribers) {
           if (!matches_any(sub.patterns, v.device)) continue;
           std::string msg = "{\"update\":{";
-          append_entry(msg, v, std::max<std::int64_t>(0, now - v.received_ms));
+          append_live_entry(msg, v.device, v.ts, v.values, std::max<std::int64_t>(0, now - v.received_ms));
           msg += "}}";
           self->send(sub.session, update_atom::value, std::move(msg));
         }
-        auto& slot = st.latest[v.device];
-        if (slot.device.empty() || v.ts >= slot.ts) slot = std::move(v);
       }
     },
   };

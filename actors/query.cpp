@@ -14,6 +14,9 @@
 
 namespace pulse {
 
+// A prefix subscription's snapshot holds at most this many devices.
+constexpr std::size_t max_snapshot_devices = 1000;
+
 struct query_state {
   static inline const char* name = "query";
   context_ptr ctx;
@@ -43,6 +46,30 @@ caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ct
         reply.body = std::move(a.body);
       }
       done(std::move(reply));
+    },
+    [=](subscribe_atom, const std::vector<std::string>& patterns, const caf::actor& session) {
+      // The snapshot: each matching device's latest values, from `meta`.
+      auto& db = *self->state.ctx->db;
+      std::string snap = "{\"snapshot\":{";
+      bool first = true;
+      auto add = [&](const storage::device_record& r) {
+        if (r.latest.empty()) return;
+        if (!first) snap += ',';
+        first = false;
+        append_live_entry(snap, r.id, r.latest_ts, r.latest, -1);
+      };
+      storage::status st;
+      for (auto& p : patterns) {
+        if (!p.empty() && p.back() == '*') {
+          for (auto& r : db.list_devices(std::string_view{p}.substr(0, p.size() - 1), "",
+                                         max_snapshot_devices, st))
+            add(r);
+        } else if (auto r = db.load_device(p, st)) {
+          add(*r);
+        }
+      }
+      snap += "}}";
+      self->send(session, update_atom::value, std::move(snap));
     },
   };
 }

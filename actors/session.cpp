@@ -94,7 +94,12 @@ void handle_frame(session_ptr self, std::string& text) {
     st.out = {};
   }
   if (f.hello) handle_hello(self, *f.hello);
-  if (!f.subscribe.empty()) self->send(st.ctx->hub, subscribe_atom::value, std::move(f.subscribe));
+  if (!f.subscribe.empty()) {
+    // Register first, then read the snapshot: an update may come before the
+    // snapshot, never go missing between them.
+    self->send(st.ctx->hub, subscribe_atom::value, f.subscribe);
+    self->send(st.ctx->query, subscribe_atom::value, std::move(f.subscribe), caf::actor{self});
+  }
   if (!f.unsubscribe.empty())
     self->send(st.ctx->hub, unsubscribe_atom::value, std::move(f.unsubscribe));
   std::uint64_t n = 0;

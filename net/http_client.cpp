@@ -3,7 +3,6 @@
 
 #include "net/http_client.hpp"
 
-#include <optional>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>

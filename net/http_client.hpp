@@ -29,8 +29,7 @@ constexpr std::size_t max_http_response_bytes = 256u << 20;
 // PUT or PATCH.
 bool http_request(const std::string& host, std::uint16_t port, const std::string& method,
                   const std::string& target, const std::string& body, http_response& out,
-                  std::string& error,
-                  std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                  std::string& error, std::chrono::milliseconds timeout = std::chrono::seconds(10),
                   const std::string& content_type = "application/json");
 
 }  // namespace pulse::net

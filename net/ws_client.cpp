@@ -3,6 +3,7 @@
 
 #include "net/ws_client.hpp"
 
+#include <atomic>
 #include <deque>
 #include <mutex>
 #include <vector>
@@ -88,7 +89,7 @@ struct ws_client::impl {
   // Strand only.
   phase ph = phase::idle;
   bool close_requested = false;
-  std::string peer;    // host:port
+  std::string peer;  // host:port
   std::string target;
   beast::flat_buffer rbuf;
   std::string current;  // the frame being written
@@ -98,10 +99,11 @@ struct ws_client::impl {
   mutable std::mutex mtx;
   std::deque<std::string> queue;
   std::size_t queue_bytes = 0;
-  bool accepting = true;  // send() queues; false after close() or a failure
+  bool accepting = true;   // send() queues; false after close() or a failure
   bool can_write = false;  // handshake done, not failed
   bool writing = false;    // a write chain is posted or running on the strand
-  bool in_flight = false;  // `current` is being written
+  // Frames queued or being written; an atomic so queued() can be polled without the lock.
+  std::atomic<std::size_t> pending{0};
 
   std::shared_ptr<ws_client> keep() { return owner->shared_from_this(); }
 
@@ -133,8 +135,7 @@ struct ws_client::impl {
     if (ec) return fail("resolve " + peer + ": " + ec.message());
     beast::get_lowest_layer(ws).expires_after(connect_timeout);
     beast::get_lowest_layer(ws).async_connect(
-        results,
-        [this, k = keep()](beast::error_code e, const tcp::endpoint&) { on_connect(e); });
+        results, [this, k = keep()](beast::error_code e, const tcp::endpoint&) { on_connect(e); });
   }
 
   void on_connect(beast::error_code ec) {
@@ -200,7 +201,6 @@ struct ws_client::impl {
       } else {
         writing = false;
       }
-      in_flight = have;
     }
     if (!have) {
       if (close_requested && ph == phase::open) start_close();
@@ -209,6 +209,7 @@ struct ws_client::impl {
     ws.async_write(asio::buffer(current), [this, k = keep()](beast::error_code e, std::size_t) {
       if (ph == phase::done) return;
       if (e) return fail("write: " + e.message());
+      pending.fetch_sub(1, std::memory_order_relaxed);
       write_next();
     });
   }
@@ -259,6 +260,7 @@ struct ws_client::impl {
       can_write = false;
       queue.clear();
       queue_bytes = 0;
+      pending.store(0, std::memory_order_relaxed);  // completions after `done` do not count down
     }
     beast::error_code ignored;
     resolver.cancel();
@@ -300,6 +302,7 @@ void ws_client::send(std::string text) {
     } else {
       m.queue_bytes += text.size();
       m.queue.push_back(std::move(text));
+      m.pending.fetch_add(1, std::memory_order_relaxed);
       if (m.can_write && !m.writing) m.writing = start = true;
     }
   }
@@ -320,10 +323,7 @@ void ws_client::close() {
   impl_->post([k = shared_from_this(), &m = *impl_] { m.do_close_request(); });
 }
 
-std::size_t ws_client::queued() const {
-  std::lock_guard<std::mutex> guard{impl_->mtx};
-  return impl_->queue.size() + (impl_->in_flight ? 1 : 0);
-}
+std::size_t ws_client::queued() const { return impl_->pending.load(std::memory_order_relaxed); }
 
 // ------------------------------------------------------------ ws_blocking_client
 
@@ -341,7 +341,7 @@ struct ws_blocking_client::impl {
   asio::io_context ioc;
   beast::flat_buffer rbuf;
   std::deque<std::string> inbox;
-  std::unique_ptr<stream> ws;  // a new one per connect()
+  std::unique_ptr<stream> ws;    // a new one per connect()
   std::uint64_t generation = 0;  // tells stale handlers of an earlier connection apart
   bool open = false;             // handshake done, not yet closed
   bool reading = false;
@@ -357,6 +357,7 @@ struct ws_blocking_client::impl {
   template <class Done>
   bool run_until(Done done, steady::time_point deadline) {
     ioc.restart();
+    ioc.poll();  // what is already due runs even when the deadline has passed
     while (!done())
       if (ioc.run_one_until(deadline) == 0) return done();  // deadline, or nothing left to run
     return true;
@@ -559,8 +560,8 @@ void ws_blocking_client::close() {
       st->ec = e;
     });
     // Done when our close is sent and the pending read has seen the server's answer.
-    bool ok = m.run_until([&] { return st->done && !m.reading; },
-                          steady::now() + blocking_close_timeout);
+    bool ok =
+        m.run_until([&] { return st->done && !m.reading; }, steady::now() + blocking_close_timeout);
     if (!ok) m.mark_closed(static_cast<int>(websocket::close_code::abnormal), "close timed out");
     m.mark_closed(static_cast<int>(websocket::close_code::normal), "");
   }

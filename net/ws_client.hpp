@@ -94,9 +94,11 @@ class ws_blocking_client {
                std::chrono::milliseconds timeout = std::chrono::seconds(5));
   // Each send waits at most 5 s for the write; a write that times out closes the connection.
   bool send_text(const std::string& text, std::string& error);
-  bool send_binary(const std::string& data, std::string& error);  // for tests of binary-frame rejection
+  bool send_binary(const std::string& data,
+                   std::string& error);  // for tests of binary-frame rejection
   // Next frame (text, or binary as bytes), nullopt on timeout or close (then
-  // closed() is true and close_code()/close_reason() tell why).
+  // closed() is true and close_code()/close_reason() tell why). A zero
+  // timeout returns what has already arrived without waiting.
   std::optional<std::string> read(std::chrono::milliseconds timeout);
   bool closed() const;
   // The code of the server's close frame, 1006 if the connection ended

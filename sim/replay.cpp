@@ -3,6 +3,8 @@
 
 #include "sim/replay.hpp"
 
+#include "wire/codec.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -16,9 +18,9 @@
 #include <optional>
 #include <unordered_map>
 
+#include <zip.h>
 #include <nlohmann/json.hpp>
 #include <pugixml.hpp>
-#include <zip.h>
 
 namespace pulse::sim {
 
@@ -135,8 +137,8 @@ ts_status ts_from_json(const json& v, std::int64_t& out) {
     out = static_cast<std::int64_t>(d);
     return ts_status::ok;
   }
-  if (v.is_string()) return parse_rfc3339_ms(v.get_ref<const std::string&>(), out) ? ts_status::ok
-                                                                                : ts_status::bad;
+  if (v.is_string())
+    return parse_rfc3339_ms(v.get_ref<const std::string&>(), out) ? ts_status::ok : ts_status::bad;
   return ts_status::bad;
 }
 
@@ -292,8 +294,8 @@ bool load_xml(const std::string& data, const std::string& part, pugi::xml_docume
 
 // Resolves "worksheets/sheet1.xml" against "xl/", handling "/" and "..".
 std::string resolve_part(const std::string& base_dir, const std::string& target) {
-  std::string joined = !target.empty() && target.front() == '/' ? target.substr(1)
-                                                                   : base_dir + target;
+  std::string joined =
+      !target.empty() && target.front() == '/' ? target.substr(1) : base_dir + target;
   std::vector<std::string> parts;
   std::size_t start = 0;
   while (start <= joined.size()) {
@@ -424,8 +426,9 @@ bool load_xlsx(const std::string& path, device_collector& devices, std::string& 
   }
   if (st == part_status::failed) return false;
   if (st == part_status::missing) {
-    error = "no worksheet: xl/workbook.xml names none that exists and xl/worksheets/sheet1.xml "
-            "is missing";
+    error =
+        "no worksheet: xl/workbook.xml names none that exists and xl/worksheets/sheet1.xml "
+        "is missing";
     return false;
   }
   pugi::xml_document doc;
@@ -514,8 +517,7 @@ bool load_xlsx(const std::string& path, device_collector& devices, std::string& 
     std::string shown;
     auto ts_st = ocpp_ts(p, ts, shown);
     if (ts_st == ts_status::bad) {
-      error = row_name + ": meterValue[0].timestamp " + excerpt(shown) +
-              " is not an RFC 3339 time";
+      error = row_name + ": meterValue[0].timestamp " + excerpt(shown) + " is not an RFC 3339 time";
       return false;
     }
     std::string text;
@@ -525,8 +527,8 @@ bool load_xlsx(const std::string& path, device_collector& devices, std::string& 
     text += ",\"payload\":";
     text += payload;  // verbatim, so numbers keep the exact digits of the file
     text += '}';
-    devices.add(std::string(id), ts_st == ts_status::ok ? std::optional<std::int64_t>(ts)
-                                                        : std::nullopt,
+    devices.add(std::string(id),
+                ts_st == ts_status::ok ? std::optional<std::int64_t>(ts) : std::nullopt,
                 std::move(text));
   }
   if (!have_header) {
@@ -613,9 +615,7 @@ class csv_reader {
   std::size_t record_line_ = 1;
 };
 
-bool blank_record(const std::vector<std::string>& f) {
-  return f.size() == 1 && trim(f[0]).empty();
-}
+bool blank_record(const std::vector<std::string>& f) { return f.size() == 1 && trim(f[0]).empty(); }
 
 bool load_csv(std::string_view text, device_collector& devices, std::string& error) {
   strip_bom(text);
@@ -663,10 +663,8 @@ bool load_csv(std::string_view text, device_collector& devices, std::string& err
     }
   }
   if (device_col < 0 || ts_col < 0) {
-    error = std::string("header: no ") +
-            (device_col < 0 ? "device (or device_id)" : "") +
-            (device_col < 0 && ts_col < 0 ? " and no " : "") + (ts_col < 0 ? "ts" : "") +
-            " column";
+    error = std::string("header: no ") + (device_col < 0 ? "device (or device_id)" : "") +
+            (device_col < 0 && ts_col < 0 ? " and no " : "") + (ts_col < 0 ? "ts" : "") + " column";
     return false;
   }
   if (metrics.empty()) {
@@ -816,62 +814,14 @@ bool load_ndjson(std::string_view text, device_collector& devices, std::string& 
 }  // namespace
 
 bool parse_rfc3339_ms(std::string_view s, std::int64_t& out) {
-  // YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|+HH:MM|-HH:MM)
-  std::size_t i = 0;
-  auto num = [&](std::size_t digits, int& v) {
-    if (i + digits > s.size()) return false;
-    v = 0;
-    for (std::size_t k = 0; k < digits; ++k) {
-      char c = s[i + k];
-      if (c < '0' || c > '9') return false;
-      v = v * 10 + (c - '0');
-    }
-    i += digits;
-    return true;
-  };
-  auto lit = [&](char c) {
-    if (i >= s.size() || s[i] != c) return false;
-    ++i;
-    return true;
-  };
-  int year, month, day, hour, minute, second;
-  if (!num(4, year) || !lit('-') || !num(2, month) || !lit('-') || !num(2, day)) return false;
-  if (i >= s.size() || (s[i] != 'T' && s[i] != 't' && s[i] != ' ')) return false;
-  ++i;
-  if (!num(2, hour) || !lit(':') || !num(2, minute) || !lit(':') || !num(2, second)) return false;
-  static constexpr int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (month < 1 || month > 12 || day < 1) return false;
-  if (day > month_days[month - 1] + (month == 2 && leap_year(year) ? 1 : 0)) return false;
-  if (hour > 23 || minute > 59 || second > 60) return false;  // 60: a leap second
-  int ms = 0;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    std::size_t digits = 0;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-      if (digits < 3) ms = ms * 10 + (s[i] - '0');
-      ++digits;
-      ++i;
-    }
-    if (digits == 0) return false;
-    for (auto d = digits; d < 3; ++d) ms *= 10;
-  }
-  int offset_minutes = 0;
-  if (i >= s.size()) return false;
-  if (s[i] == 'Z' || s[i] == 'z') {
-    ++i;
-  } else if (s[i] == '+' || s[i] == '-') {
-    int sign = s[i] == '-' ? -1 : 1;
-    ++i;
-    int oh, om;
-    if (!num(2, oh) || !lit(':') || !num(2, om) || oh > 23 || om > 59) return false;
-    offset_minutes = sign * (oh * 60 + om);
-  } else {
-    return false;
-  }
-  if (i != s.size()) return false;
-  std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  std::int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-  out = secs * 1000 + ms;
+  // One RFC 3339 parser for the whole project: the wire codec's. Files (CSV
+  // exports) often separate date and time with a space, which RFC 3339 allows
+  // applications to accept; the wire protocol itself does not.
+  std::string text{s};
+  if (text.size() > 10 && text[10] == ' ') text[10] = 'T';
+  auto ms = wire::parse_rfc3339(text);
+  if (!ms) return false;
+  out = *ms;
   return true;
 }
 

@@ -276,3 +276,31 @@ TEST_CASE("pulse-sim replays the OCPP spreadsheet and every sampled value is sto
   CHECK(j["verify"]["mismatches"] == 0);
   CHECK(j["verify"]["checked"].get<int>() > 53);
 }
+
+TEST_CASE("subscribers get a snapshot, then live updates with latency_ms") {
+  test::temp_dir dir;
+  auto node = test::start_node(dir.path() + "/db");
+  net::ws_blocking_client device, watcher;
+  connect(device, node);
+  connect(watcher, node);
+  send(device, R"({"device":"battery:1:data","seq":1,"ts":1731801600000,"values":{"voltage":48.1}})");
+  read_until(device, "ack");
+  send(watcher, R"({"subscribe":["battery:*"]})");
+  auto snap = read_until(watcher, "snapshot")["snapshot"];
+  REQUIRE(snap.contains("battery:1:data"));
+  CHECK(snap["battery:1:data"]["timestamp"] == 1731801600000);
+  CHECK(snap["battery:1:data"]["voltage"] == 48.1);
+  send(device, R"({"device":"battery:1:data","seq":2,"ts":1731801601000,"values":{"voltage":48.3}})");
+  auto upd = read_until(watcher, "update")["update"]["battery:1:data"];
+  CHECK(upd["timestamp"] == 1731801601000);
+  CHECK(upd["voltage"] == 48.3);
+  CHECK(upd["latency_ms"].get<std::int64_t>() >= 0);
+  // a device outside the subscription is not pushed; after unsubscribe nothing is
+  send(device, R"({"device":"meter-9","seq":1,"values":{"v":1}})");
+  read_until(device, "ack");
+  send(watcher, R"({"unsubscribe":["battery:*"]})");
+  send(device, R"({"device":"battery:1:data","seq":3,"ts":1731801602000,"values":{"voltage":48.4}})");
+  read_until(device, "ack");
+  auto extra = watcher.read(500ms);
+  CHECK_FALSE(extra.has_value());
+}

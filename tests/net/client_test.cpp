@@ -267,6 +267,12 @@ TEST_CASE("ws_blocking_client: a read timeout returns nullopt and loses nothing"
   CHECK(c.close_code() == 0);
   REQUIRE(c.send_text("after the timeout", error));
   CHECK(c.read(2s) == std::optional<std::string>("after the timeout"));
+
+  // A zero timeout still picks up what has already arrived.
+  REQUIRE(c.send_text("already here", error));
+  std::this_thread::sleep_for(100ms);
+  CHECK(c.read(0ms) == std::optional<std::string>("already here"));
+  CHECK_FALSE(c.read(0ms));
 }
 
 TEST_CASE("ws_blocking_client: the server's close code is observed", "[net][ws]") {

@@ -11,10 +11,11 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
+#include <zip.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
-#include <zip.h>
 
 namespace fs = std::filesystem;
 using pulse::sim::load_replay;
@@ -68,16 +69,18 @@ const char* ns_main = R"(xmlns="http://schemas.openxmlformats.org/spreadsheetml/
 zip_entries workbook(const std::string& sheet_path, const std::string& sheet_xml,
                      const std::string& shared_xml) {
   zip_entries e;
-  e.emplace_back("xl/workbook.xml",
-                 std::string(xml_head) + "<workbook " + ns_main +
-                     R"( xmlns:rel="http://schemas.openxmlformats.org/officeDocument/2006/relationships">)"
-                     R"(<sheets><sheet name="dump" sheetId="1" rel:id="rIdSheet"/></sheets></workbook>)");
-  e.emplace_back("xl/_rels/workbook.xml.rels",
-                 std::string(xml_head) +
-                     R"(<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">)"
-                     R"(<Relationship Id="rIdOther" Type="x" Target="styles.xml"/>)"
-                     R"(<Relationship Id="rIdSheet" Type="y" Target=")" +
-                     sheet_path + R"("/></Relationships>)");
+  e.emplace_back(
+      "xl/workbook.xml",
+      std::string(xml_head) + "<workbook " + ns_main +
+          R"( xmlns:rel="http://schemas.openxmlformats.org/officeDocument/2006/relationships">)"
+          R"(<sheets><sheet name="dump" sheetId="1" rel:id="rIdSheet"/></sheets></workbook>)");
+  e.emplace_back(
+      "xl/_rels/workbook.xml.rels",
+      std::string(xml_head) +
+          R"(<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">)"
+          R"(<Relationship Id="rIdOther" Type="x" Target="styles.xml"/>)"
+          R"(<Relationship Id="rIdSheet" Type="y" Target=")" +
+          sheet_path + R"("/></Relationships>)");
   e.emplace_back("xl/" + sheet_path, sheet_xml);
   if (!shared_xml.empty()) e.emplace_back("xl/sharedStrings.xml", shared_xml);
   return e;
@@ -112,10 +115,10 @@ TEST_CASE("RFC 3339 timestamps parse to ms without time zone state", "[replay]")
   CHECK(ms == 1709208000500);
   CHECK(parse_rfc3339_ms("1969-12-31T23:59:59Z", ms));
   CHECK(ms == -1000);
-  for (const char* bad : {"", "2023-09-17", "2023-09-17T20:29:59", "2023-02-29T00:00:00Z",
-                          "2023-09-17T24:00:00Z", "2023-13-01T00:00:00Z", "2023-09-17T20:29:59.Z",
-                          "2023-09-17T20:29:59Zjunk", "2023-9-17T20:29:59Z",
-                          "2023-09-17T20:29:59+0200"}) {
+  for (const char* bad :
+       {"", "2023-09-17", "2023-09-17T20:29:59", "2023-02-29T00:00:00Z", "2023-09-17T24:00:00Z",
+        "2023-13-01T00:00:00Z", "2023-09-17T20:29:59.Z", "2023-09-17T20:29:59Zjunk",
+        "2023-9-17T20:29:59Z", "2023-09-17T20:29:59+0200"}) {
     INFO(bad);
     CHECK_FALSE(parse_rfc3339_ms(bad, ms));
   }
@@ -173,7 +176,8 @@ TEST_CASE("XLSX: sheet via relationships, rich text, inline strings, numbers", "
                        "<si><r><rPr><b/></rPr><t>Charge_Point_ID</t></r></si>"
                        "<si><r><t>cp-</t></r><r><t xml:space=\"preserve\">rich</t></r>"
                        "<rPh><t>ignored</t></rPh></si>"
-                       "<si><t>" + ocpp_payload_xml + "</t></si></sst>";
+                       "<si><t>" +
+                       ocpp_payload_xml + "</t></si></sst>";
   std::string rows =
       R"(<row r="1"><c r="A1" t="s"><v>0</v></c><c r="C1" t="s"><v>1</v></c></row>)"
       R"(<row r="2"><c r="A2" t="s"><v>3</v></c><c r="C2" t="s"><v>2</v></c></row>)"
@@ -227,15 +231,18 @@ TEST_CASE("CSV fixture becomes reading frames", "[replay][csv]") {
   REQUIRE(m1.frames.size() == 2);
   // Sorted by ts: the file's third row comes first.
   CHECK(m1.frames[0].ts == 1731801714000);
-  CHECK(m1.frames[0].text ==
-        R"({"device":"meter-1","seq":2,"ts":1731801714000,"values":{"voltage":229.9,"current":5,"note_free":-2}})");
-  CHECK(m1.frames[1].text ==
-        R"({"device":"meter-1","seq":1,"ts":1731801715542,"values":{"voltage":230.4,"current":5.1}})");
+  CHECK(
+      m1.frames[0].text ==
+      R"({"device":"meter-1","seq":2,"ts":1731801714000,"values":{"voltage":229.9,"current":5,"note_free":-2}})");
+  CHECK(
+      m1.frames[1].text ==
+      R"({"device":"meter-1","seq":1,"ts":1731801715542,"values":{"voltage":230.4,"current":5.1}})");
 
   auto& m2 = data.devices[1];
   CHECK(m2.device == "meter-2");
-  CHECK(m2.frames.at(0).text ==
-        R"({"device":"meter-2","seq":7,"ts":1731801715000,"values":{"voltage":231,"note_free":1000}})");
+  CHECK(
+      m2.frames.at(0).text ==
+      R"({"device":"meter-2","seq":7,"ts":1731801715000,"values":{"voltage":231,"note_free":1000}})");
 
   auto& m3 = data.devices[2];
   CHECK(m3.device == "meter,quoted \"3\"");
