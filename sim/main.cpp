@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "net/http_client.hpp"
+#include "node/config_file.hpp"
 #include "sim/device.hpp"
 #include "sim/replay.hpp"
 #include "wire/codec.hpp"
@@ -44,7 +45,13 @@ struct sim_config : caf::actor_system_config {
   std::size_t io_threads = 1;
   bool quiet = false;
 
+  std::string check_file() const { return pulse::check_config_file(custom_options_, config_file_path); }
+
   sim_config() {
+    // As pulse-node (see node/config.cpp): condition-variable scheduling and
+    // one cooperative thread cost far less CPU per message here.
+    set("scheduler.policy", caf::atom("sharing"));
+    set("scheduler.max-threads", std::size_t{1});
     opt_group{custom_options_, "global"}
       .add(node, "node", "host:port of the pulse-node to drive")
       .add(devices, "devices", "simulated devices (meter profile), one WebSocket each")
@@ -213,6 +220,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (cfg.cli_helptext_printed) return 0;
+  if (auto problem = cfg.check_file(); !problem.empty()) {
+    std::cerr << "pulse-sim: " << problem << "\n";
+    return 2;
+  }
   if (replay_cmd) cfg.profile = "replay";
   if (!replay_file.empty()) cfg.file = replay_file;
 

@@ -233,6 +233,14 @@ TEST_CASE("bad configuration stops start-up with a message naming the key") {
                                           "--storage.path=" + dir.path() + "/db"});
   CHECK(range.wait(10s) == 2);
   CHECK(range.err().find("batch.max-readings") != std::string::npos);
+  // pulse-sim checks its file the same way, including its [global] keys
+  {
+    std::ofstream out{ini};
+    out << "[global]\nrate=5\n";
+  }
+  test::child sim_bad(test::sim_binary(), {"--config-file=" + ini});
+  CHECK(sim_bad.wait(10s) == 2);
+  CHECK(sim_bad.err().find("rate") != std::string::npos);
   // the shipped config file is valid
   test::child shipped(test::node_binary(), {"--config-file=" + test::source_dir() + "/configs/pulse-node.ini",
                                             "--net.port=0", "--storage.path=" + dir.path() + "/db2"});
