@@ -21,12 +21,13 @@ line=$(grep "listening on" var/pulse-node.out)
 echo "$line"
 addr=${line##* }
 "$build_dir/sim/pulse-sim" --config-file=configs/pulse-sim.ini --node="$addr" --verify --report=var/sim-report.json
+to=$(( $(date +%s) * 1000 + 60000 )); from=$(( to - 3600000 ))
 cat <<MSG
 
 The node is still running (pid $(cat var/pulse-node.pid), log in var/pulse-node.log). Look at:
   http://$addr/                         dashboard
   http://$addr/api/v1/devices           devices
-  http://$addr/api/v1/devices/sim-meter-0/aggregate?metric=voltage&step=1m
+  http://$addr/api/v1/devices/sim-meter-0/aggregate?metric=voltage&step=1m&from=$from&to=$to
   http://$addr/metrics                  Prometheus metrics
   var/sim-report.json                   the simulator's report
 Replay the real OCPP data:  $build_dir/sim/pulse-sim replay ../shared/data/meter_values_dump_10k.xlsx --node=$addr --verify
