@@ -161,25 +161,33 @@ bool decode_cursor(std::string_view s, std::int64_t& ts, std::uint64_t& seq) {
   return true;
 }
 
+// Checks the arguments, resolves the metric id and narrows [from, to) to
+// [lo, hi), the part the device has stored readings in (hours outside its ts
+// range hold nothing). false: nothing to aggregate; `st` says if that is an error.
+bool narrow_window(snapshot_reader& reader, std::string_view device, std::string_view metric,
+                   std::int64_t from, std::int64_t to, std::int64_t step_ms, meta_record& rec,
+                   std::uint32_t& id, std::int64_t& lo, std::int64_t& hi, status& st) {
+  st = status::success();
+  if (step_ms <= 0) {
+    st = status::error("step must be positive");
+    return false;
+  }
+  if (from >= to || !resolve(reader, device, metric, rec, id, st)) return false;
+  lo = std::max(from, rec.earliest_ts);
+  hi = std::min(to, rec.latest_ts + 1);
+  return lo < hi;
+}
+
 }  // namespace
 
 std::vector<bucket> aggregate_device(const store& db, std::string_view device,
                                      std::string_view metric, std::int64_t from, std::int64_t to,
                                      std::int64_t step_ms, status& st) {
-  st = status::success();
-  if (step_ms <= 0) {
-    st = status::error("step must be positive");
-    return {};
-  }
-  if (from >= to) return {};
   snapshot_reader reader(db);
   meta_record rec;
   std::uint32_t id = 0;
-  if (!resolve(reader, device, metric, rec, id, st)) return {};
-  // Hours outside the device's stored ts range hold nothing.
-  auto lo = std::max(from, rec.earliest_ts);
-  auto hi = std::min(to, rec.latest_ts + 1);
-  if (lo >= hi) return {};
+  std::int64_t lo = 0, hi = 0;
+  if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, lo, hi, st)) return {};
 
   std::map<std::int64_t, aggregate> out;
   rollup_row hour_row, minute_row;
@@ -263,19 +271,11 @@ std::vector<bucket> aggregate_device(const store& db, std::string_view device,
 std::vector<bucket> aggregate_device_raw(const store& db, std::string_view device,
                                          std::string_view metric, std::int64_t from,
                                          std::int64_t to, std::int64_t step_ms, status& st) {
-  st = status::success();
-  if (step_ms <= 0) {
-    st = status::error("step must be positive");
-    return {};
-  }
-  if (from >= to) return {};
   snapshot_reader reader(db);
   meta_record rec;
   std::uint32_t id = 0;
-  if (!resolve(reader, device, metric, rec, id, st)) return {};
-  auto lo = std::max(from, rec.earliest_ts);
-  auto hi = std::min(to, rec.latest_ts + 1);
-  if (lo >= hi) return {};
+  std::int64_t lo = 0, hi = 0;
+  if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, lo, hi, st)) return {};
   std::map<std::int64_t, aggregate> out;
   decoded_chunk chunk;
   for (auto hour = hour_bucket(lo), last = hour_bucket(hi - 1); hour <= last; ++hour) {
