@@ -3,6 +3,8 @@
 
 #include "wire/codec.hpp"
 
+#include <charconv>
+
 #include "wire/detail.hpp"
 #include "wire/parser_impl.hpp"
 
@@ -161,5 +163,13 @@ std::string encode_welcome(std::string_view node, std::string_view device, std::
   out.append("}}");
   return out;
 }
+
+void append_json_number(std::string& out, double v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, r.ptr);
+}
+
+void append_json_number(std::string& out, std::uint64_t v) { detail::append_uint(out, v); }
 
 }  // namespace pulse::wire

@@ -88,4 +88,9 @@ std::string encode_welcome(std::string_view node, std::string_view device, std::
 // Appends `s` to `out` as a JSON string literal (with quotes and escapes).
 void append_json_string(std::string& out, std::string_view s);
 
+// Appends a number in the shortest form that reads back exactly (std::to_chars);
+// `v` must be finite (JSON has no NaN or Infinity).
+void append_json_number(std::string& out, double v);
+void append_json_number(std::string& out, std::uint64_t v);
+
 }  // namespace pulse::wire

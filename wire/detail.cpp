@@ -10,6 +10,14 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_json_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 }  // namespace
 
+std::string shown(std::string_view s) {
+  constexpr std::size_t limit = 64;
+  if (s.size() <= limit) return std::string(s);
+  std::size_t cut = limit;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(s.substr(0, cut)) + "...";
+}
+
 std::string_view trim_json_ws(std::string_view s) {
   while (!s.empty() && is_json_ws(s.back())) s.remove_suffix(1);
   while (!s.empty() && is_json_ws(s.front())) s.remove_prefix(1);

@@ -131,6 +131,10 @@ struct number_shape {
 };
 number_shape classify_number(std::string_view token);
 
+// Names from the input, shortened for error messages so that a megabyte key
+// does not become a megabyte error. Cuts on a UTF-8 boundary.
+std::string shown(std::string_view s);
+
 // Strips the JSON whitespace simdjson leaves after a scalar token.
 std::string_view trim_json_ws(std::string_view s);
 

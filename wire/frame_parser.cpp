@@ -12,6 +12,7 @@ namespace pulse::wire {
 using detail::flow;
 using detail::location;
 using detail::reading_draft;
+using detail::shown;
 
 namespace {
 
@@ -25,16 +26,6 @@ constexpr std::size_t max_spare_samples = 1u << 16;
 // many, with a hash index beyond.
 constexpr std::size_t pairwise_limit = 16;
 constexpr std::size_t max_metric_index = 65535;  // sample::metric is 16 bits
-
-// Names from the input, shortened for error messages so that a megabyte key
-// does not become a megabyte error. Cuts on a UTF-8 boundary.
-std::string shown(std::string_view s) {
-  constexpr std::size_t limit = 64;
-  if (s.size() <= limit) return std::string(s);
-  std::size_t cut = limit;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(s.substr(0, cut)) + "...";
-}
 
 bool is_json_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -254,12 +245,9 @@ frame_parser::impl::flow frame_parser::impl::handle_object(od::document& doc, od
     return k_none;
   };
 
-  for (auto field_result : obj) {
-    od::field field;
-    if (auto e = std::move(field_result).get(field)) return json_fail(e);
-    std::string_view key;
-    if (auto e = detail::read_key(field, key)) return json_fail(e);
-    od::value& v = field.value();
+  // Keys of another kind than the first one met, and device/meta in an OCPP
+  // frame or a control message, are unknown fields.
+  auto key_id = [&](std::string_view key) {
     std::uint32_t id = classify_key(key);
     std::uint32_t key_kind = kind_of(id);
     if (key_kind != k_none) {
@@ -267,34 +255,12 @@ frame_parser::impl::flow frame_parser::impl::handle_object(od::document& doc, od
       if (key_kind != kind) id = k_none;
     }
     if ((kind == k_payload || kind == k_hello) && (id & (k_device | k_meta))) id = k_none;
-    if (id == k_none) {
-      d.problems.push_back("unknown field " + shown(key));
-      validate_ = true;
-      continue;
-    }
-    if (d.seen & id) {
-      d.problems.push_back(shown(key) + " appears twice");
-      validate_ = true;
-      continue;
-    }
-    d.seen |= id;
+    return id;
+  };
+  // Keys that are not fields of a reading.
+  auto other_field = [&](std::uint32_t id, std::string_view key, od::value& v) {
     flow f = flow::ok;
     switch (id) {
-      case k_device:
-        f = read_device(v, d, top);
-        break;
-      case k_seq:
-        f = read_seq(v, d, top);
-        break;
-      case k_ts:
-        f = read_ts(v, d, top);
-        break;
-      case k_values:
-        f = read_values(v, d, top);
-        break;
-      case k_meta:
-        f = read_meta(v, d, top);
-        break;
       case k_readings:
         if (d.has_device)
           f = process_readings(v, d.device, delivered);
@@ -304,7 +270,7 @@ frame_parser::impl::flow frame_parser::impl::handle_object(od::document& doc, od
           validate_ = true;  // the device was bad; the readings cannot be stored
         break;
       case k_charge_point_id:
-        f = read_charge_point(v, d, charge_point, charge_point_ok);
+        f = read_device_id(v, d, top, "charge_point_id", charge_point, charge_point_ok);
         break;
       case k_payload:
         if (charge_point_ok)
@@ -330,8 +296,10 @@ frame_parser::impl::flow frame_parser::impl::handle_object(od::document& doc, od
       default:
         break;
     }
-    if (f != flow::ok) return f;
-  }
+    return f;
+  };
+  if (flow f = read_fields(obj, d, top, ~std::uint32_t{0}, key_id, other_field); f != flow::ok)
+    return f;
 
   auto push_all = [&] {
     for (auto& p : d.problems) push_error(error_code::invalid_reading, std::move(p));
@@ -419,20 +387,30 @@ frame_parser::impl::flow frame_parser::impl::handle_array(od::array arr) {
   for (auto element : arr) {
     od::value v;
     if (auto e = element.get(v)) return json_fail(e);
-    location loc{"", i++};
-    if (++readings_seen_ > max_readings_per_frame) return flow::too_large;
-    od::object obj;
-    auto e = v.get_object().get(obj);
-    if (e == simdjson::INCORRECT_TYPE) {
-      push_error(error_code::invalid_reading, where(loc, false) + " is not an object");
-      validate_ = true;
-      continue;
-    }
-    if (e) return json_fail(e);
-    inner_.reset();
-    if (flow f = parse_reading_fields(obj, inner_, loc, true); f != flow::ok) return f;
-    finish_reading(inner_, inner_.device, loc, true, delivered);
+    if (flow f = process_reading(v, location{"", i++}, nullptr, delivered); f != flow::ok) return f;
   }
+  return flow::ok;
+}
+
+// One element of a reading array: of the top-level array (`batch_device`
+// null: the reading names its own device) or of a batch's "readings" (the
+// batch's device; a device inside is not allowed).
+frame_parser::impl::flow frame_parser::impl::process_reading(od::value& v, const location& loc,
+                                                             const std::string_view* batch_device,
+                                                             std::size_t& delivered) {
+  if (++readings_seen_ > max_readings_per_frame) return flow::too_large;
+  od::object obj;
+  auto e = v.get_object().get(obj);
+  if (e == simdjson::INCORRECT_TYPE) {
+    validate_ = true;
+    push_error(error_code::invalid_reading, where(loc, false) + " is not an object");
+    return flow::ok;
+  }
+  if (e) return json_fail(e);
+  inner_.reset();
+  bool own_device = batch_device == nullptr;
+  if (flow f = parse_reading_fields(obj, inner_, loc, own_device); f != flow::ok) return f;
+  finish_reading(inner_, own_device ? inner_.device : *batch_device, loc, own_device, delivered);
   return flow::ok;
 }
 
@@ -450,9 +428,14 @@ std::string frame_parser::impl::where(const location& loc, bool field) const {
   return s;
 }
 
-frame_parser::impl::flow frame_parser::impl::parse_reading_fields(od::object obj, reading_draft& d,
-                                                                  const location& loc,
-                                                                  bool device_allowed) {
+// The field loop of a reading: the frame's own object (`loc` is the empty
+// location; `key_id` also decides the message kind and `other` takes the keys
+// that are not reading fields) or one reading of an array or batch. A key
+// whose id is not in `allowed` is an unknown field, or a misplaced device.
+template <class KeyId, class Other>
+frame_parser::impl::flow frame_parser::impl::read_fields(od::object obj, reading_draft& d,
+                                                         const location& loc, std::uint32_t allowed,
+                                                         KeyId&& key_id, Other&& other) {
   using namespace detail;
   for (auto field_result : obj) {
     od::field field;
@@ -460,9 +443,8 @@ frame_parser::impl::flow frame_parser::impl::parse_reading_fields(od::object obj
     std::string_view key;
     if (auto e = detail::read_key(field, key)) return json_fail(e);
     od::value& v = field.value();
-    std::uint32_t id = classify_key(key);
-    if (!(id & (k_device | k_seq | k_ts | k_values | k_meta)) ||
-        (id == k_device && !device_allowed)) {
+    std::uint32_t id = key_id(key);
+    if (!(id & allowed)) {
       std::string msg = where(loc, false);
       if (!msg.empty()) msg += ": ";
       msg += id == k_device ? "device is not allowed inside a batch's readings"
@@ -480,7 +462,7 @@ frame_parser::impl::flow frame_parser::impl::parse_reading_fields(od::object obj
     flow f = flow::ok;
     switch (id) {
       case k_device:
-        f = read_device(v, d, loc);
+        f = read_device_id(v, d, loc, "device", d.device, d.has_device);
         break;
       case k_seq:
         f = read_seq(v, d, loc);
@@ -495,6 +477,7 @@ frame_parser::impl::flow frame_parser::impl::parse_reading_fields(od::object obj
         f = read_meta(v, d, loc);
         break;
       default:
+        f = other(id, key, v);
         break;
     }
     if (f != flow::ok) return f;
@@ -502,23 +485,36 @@ frame_parser::impl::flow frame_parser::impl::parse_reading_fields(od::object obj
   return flow::ok;
 }
 
-frame_parser::impl::flow frame_parser::impl::read_device(od::value& v, reading_draft& d,
-                                                         const location& loc) {
+frame_parser::impl::flow frame_parser::impl::parse_reading_fields(od::object obj, reading_draft& d,
+                                                                  const location& loc,
+                                                                  bool device_allowed) {
+  using namespace detail;
+  std::uint32_t allowed = k_seq | k_ts | k_values | k_meta | (device_allowed ? k_device : k_none);
+  return read_fields(
+      obj, d, loc, allowed, [](std::string_view key) { return classify_key(key); },
+      [](std::uint32_t, std::string_view, od::value&) { return flow::ok; });
+}
+
+// A device id: a reading's "device" or an OCPP frame's "charge_point_id".
+// Sets `device` and `ok` only when the id is valid.
+frame_parser::impl::flow frame_parser::impl::read_device_id(od::value& v, reading_draft& d,
+                                                            const location& loc, const char* field,
+                                                            std::string_view& device, bool& ok) {
   std::string_view s;
   auto e = v.get_string().get(s);
   if (e == simdjson::INCORRECT_TYPE) {
     validate_ = true;
-    d.problems.push_back(where(loc, true) + "device is not a string");
+    d.problems.push_back(where(loc, true) + field + " is not a string");
     return flow::ok;
   }
   if (e) return json_fail(e);
   if (!valid_device_id(s.data(), s.size())) {
-    d.problems.push_back(where(loc, true) +
-                         "device is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
+    d.problems.push_back(where(loc, true) + field +
+                         " is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
     return flow::ok;
   }
-  d.device = s;
-  d.has_device = true;
+  device = s;
+  ok = true;
   return flow::ok;
 }
 
@@ -738,10 +734,7 @@ void frame_parser::impl::finish_reading(reading_draft& d, std::string_view devic
   if (!commit(device, d.names.data(), d.values.data(), d.names.size(), d.has_ts ? d.ts : now_ms_,
               d.has_seq, d.seq, d.has_meta ? &d.meta : nullptr)) {
     push_error(error_code::too_large,
-               where(loc, false) + (loc.container ? ": " : "") + "device " + shown(device) +
-                   " has more than " + std::to_string(max_metric_index + 1) +
-                   " distinct metric names in one frame",
-               seq);
+               where(loc, false) + (loc.container ? ": " : "") + too_many_metrics(device), seq);
     return;
   }
   ++delivered;
@@ -762,19 +755,8 @@ frame_parser::impl::flow frame_parser::impl::process_readings(od::value& v, std:
   for (auto element : arr) {
     od::value ev;
     if (auto ee = element.get(ev)) return json_fail(ee);
-    location loc{"readings", i++};
-    if (++readings_seen_ > max_readings_per_frame) return flow::too_large;
-    od::object obj;
-    auto oe = ev.get_object().get(obj);
-    if (oe == simdjson::INCORRECT_TYPE) {
-      validate_ = true;
-      push_error(error_code::invalid_reading, where(loc, false) + " is not an object");
-      continue;
-    }
-    if (oe) return json_fail(oe);
-    inner_.reset();
-    if (flow f = parse_reading_fields(obj, inner_, loc, false); f != flow::ok) return f;
-    finish_reading(inner_, device, loc, false, delivered);
+    if (flow f = process_reading(ev, location{"readings", i++}, &device, delivered); f != flow::ok)
+      return f;
   }
   if (i == 0) outer_.problems.push_back("readings is empty");
   return flow::ok;
@@ -943,6 +925,12 @@ bool frame_parser::impl::commit(std::string_view device, const std::string_view*
                                    static_cast<std::uint16_t>(n), has_seq});
   if (meta) batch.meta.assign(*meta);
   return true;
+}
+
+// commit() refused a reading: its device ran out of metric indices.
+std::string frame_parser::impl::too_many_metrics(std::string_view device) const {
+  return "device " + shown(device) + " has more than " + std::to_string(max_metric_index + 1) +
+         " distinct metric names in one frame";
 }
 
 void frame_parser::impl::set_meta(std::string_view device, const std::string& meta) {

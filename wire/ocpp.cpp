@@ -20,19 +20,12 @@
 namespace pulse::wire {
 
 using detail::flow;
+using detail::shown;
 
 namespace {
 
 // OCPP 1.6: "Energy.Active.Import.Register" when measurand is absent.
 constexpr std::string_view default_measurand = "Energy.Active.Import.Register";
-
-std::string shown(std::string_view s) {
-  constexpr std::size_t limit = 64;
-  if (s.size() <= limit) return std::string(s);
-  std::size_t cut = limit;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(s.substr(0, cut)) + "...";
-}
 
 std::string mv_path(std::size_t i) { return "meterValue[" + std::to_string(i) + "]"; }
 std::string sv_path(std::size_t i, std::size_t j) {
@@ -45,27 +38,6 @@ bool metric_char(char c) {
 }
 
 }  // namespace
-
-frame_parser::impl::flow frame_parser::impl::read_charge_point(od::value& v,
-                                                               detail::reading_draft& d,
-                                                               std::string_view& device, bool& ok) {
-  std::string_view s;
-  auto e = v.get_string().get(s);
-  if (e == simdjson::INCORRECT_TYPE) {
-    validate_ = true;
-    d.problems.push_back("charge_point_id is not a string");
-    return flow::ok;
-  }
-  if (e) return json_fail(e);
-  if (!valid_device_id(s.data(), s.size())) {
-    d.problems.push_back(
-        "charge_point_id is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
-    return flow::ok;
-  }
-  device = s;
-  ok = true;
-  return flow::ok;
-}
 
 // "payload" is an object, or a string holding the object's JSON text (as
 // some gateways store and forward OCPP messages).
@@ -476,9 +448,7 @@ frame_parser::impl::flow frame_parser::impl::commit_meter_value(std::int64_t ts,
     if (slot_names_.empty()) continue;
     if (!commit(device, slot_names_.data(), slot_values_.data(), slot_names_.size(), ts, false, 0,
                 nullptr)) {
-      push_error(
-          error_code::too_large,
-          "device " + shown(device) + " has more than 65536 distinct metric names in one frame");
+      push_error(error_code::too_large, too_many_metrics(device));
       continue;
     }
     ++delivered;

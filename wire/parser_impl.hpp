@@ -80,7 +80,7 @@ inline std::uint32_t classify_key(std::string_view k) {
 // input was validated by simdjson's first stage, so the key ends at the
 // first '"' unless an escape comes before it (then it is unescaped). The
 // view points into the input buffer, which also survives a rewind.
-inline simdjson::error_code read_key(od::field& field, std::string_view& key) {
+simdjson_inline simdjson::error_code read_key(od::field& field, std::string_view& key) {
   const char* start = field.key().raw();
   const char* p = start;
   while (*p != '"' && *p != '\\') ++p;
@@ -155,9 +155,15 @@ struct frame_parser::impl {
   void abort_too_large(const char* what);
 
   // --- readings ---
+  flow process_reading(od::value& v, const detail::location& loc,
+                       const std::string_view* batch_device, std::size_t& delivered);
+  template <class KeyId, class Other>
+  flow read_fields(od::object obj, detail::reading_draft& d, const detail::location& loc,
+                   std::uint32_t allowed, KeyId&& key_id, Other&& other);
   flow parse_reading_fields(od::object obj, detail::reading_draft& d, const detail::location& loc,
                             bool device_allowed);
-  flow read_device(od::value& v, detail::reading_draft& d, const detail::location& loc);
+  flow read_device_id(od::value& v, detail::reading_draft& d, const detail::location& loc,
+                      const char* field, std::string_view& device, bool& ok);
   flow read_seq(od::value& v, detail::reading_draft& d, const detail::location& loc);
   flow read_ts(od::value& v, detail::reading_draft& d, const detail::location& loc);
   flow read_values(od::value& v, detail::reading_draft& d, const detail::location& loc);
@@ -176,8 +182,6 @@ struct frame_parser::impl {
                       detail::reading_draft& d);
 
   // --- OCPP MeterValues (ocpp.cpp) ---
-  flow read_charge_point(od::value& v, detail::reading_draft& d, std::string_view& device,
-                         bool& ok);
   flow process_payload(od::value& v, std::string_view device, std::size_t& delivered);
   flow process_ocpp_object(od::object obj, std::string_view device, std::size_t& delivered);
   flow process_meter_value(od::value& v, std::size_t i, std::string_view device,
@@ -194,6 +198,7 @@ struct frame_parser::impl {
   bool commit(std::string_view device, const std::string_view* names, const double* values,
               std::size_t n, std::int64_t ts, bool has_seq, std::uint64_t seq,
               const std::string* meta);
+  std::string too_many_metrics(std::string_view device) const;
   void set_meta(std::string_view device, const std::string& meta);
   void note_touch(std::uint32_t b);
   void rollback();
