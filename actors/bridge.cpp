@@ -40,9 +40,7 @@ void append_live_entry(std::string& out, const std::string& device, std::int64_t
     out += ',';
     wire::append_json_string(out, name);
     out += ':';
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.17g", value);
-    out += buf;
+    wire::append_json_number(out, value);
   }
   if (latency_ms >= 0) {
     out += ",\"latency_ms\":";

@@ -4,7 +4,6 @@
 
 #include "sim/device.hpp"
 
-#include <charconv>
 #include <deque>
 #include <random>
 
@@ -13,6 +12,7 @@
 
 #include "net/ws_client.hpp"
 #include "sim/server_message.hpp"
+#include "wire/codec.hpp"
 
 namespace pulse::sim {
 
@@ -31,18 +31,6 @@ using clock = std::chrono::steady_clock;
 std::int64_t wall_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-void append_double(std::string& out, double v) {
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof(buf), v);
-  out.append(buf, r.ptr);
-}
-
-void append_uint(std::string& out, std::uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof(buf), v);
-  out.append(buf, r.ptr);
 }
 
 struct inflight {
@@ -141,16 +129,16 @@ void build_meter_frame(device_state& st, std::size_t n, inflight& f) {
       b += "\",";
     }
     b += "\"seq\":";
-    append_uint(b, st.seq);
+    wire::append_json_number(b, st.seq);
     b += ",\"ts\":";
-    append_uint(b, static_cast<std::uint64_t>(ts));
+    wire::append_json_number(b, static_cast<std::uint64_t>(ts));
     b += ",\"values\":{";
     for (int m = 0; m < 4; ++m) {
       if (m) b += ',';
       b += '"';
       b += names[m];
       b += "\":";
-      append_double(b, values[m]);
+      wire::append_json_number(b, values[m]);
       auto& tot = f.expect.totals.metrics[names[m]];
       tot.count++;
       tot.sum.add(values[m]);
