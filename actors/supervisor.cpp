@@ -18,7 +18,7 @@ struct supervisor_state {
   std::vector<caf::actor> shards;
   std::deque<std::chrono::steady_clock::time_point> restarts;
   bool stopping = false;
-  std::size_t stopped = 0;
+  std::size_t alive = 0;  // shards running (a shard left down when unhealthy is not)
   caf::response_promise stop_promise;
 };
 
@@ -30,6 +30,7 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, cont
   for (std::size_t i = 0; i < ctx->settings.shards; ++i)
     st.shards.push_back(spawn_shard(self->system(), ctx, i));
   for (auto& s : st.shards) self->monitor(s);
+  st.alive = st.shards.size();
   self->send(router, shards_atom::value, st.shards);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
@@ -37,8 +38,9 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, cont
                           [&](const caf::actor& a) { return a.address() == dm.source; });
     if (i == st.shards.end()) return;
     auto index = static_cast<std::size_t>(i - st.shards.begin());
+    --st.alive;
     if (st.stopping) {
-      if (++st.stopped == st.shards.size()) st.stop_promise.deliver(true);
+      if (st.alive == 0) st.stop_promise.deliver(true);
       return;
     }
     spdlog::error("supervisor: shard {} died ({})", index, caf::to_string(dm.reason));
@@ -55,6 +57,7 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, cont
     }
     *i = spawn_shard(self->system(), st.ctx, index);
     self->monitor(*i);
+    ++st.alive;
     st.ctx->metrics.shard_restarts.fetch_add(1);
     self->send(st.router, shard_up_atom::value, static_cast<std::uint64_t>(index), *i);
   });
@@ -62,6 +65,7 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, cont
     [=](stop_atom) -> caf::result<bool> {
       auto& st = self->state;
       st.stopping = true;
+      if (st.alive == 0) return true;
       st.stop_promise = self->make_response_promise();
       for (auto& s : st.shards) self->send(s, stop_atom::value);
       return st.stop_promise;

@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 #include <caf/all.hpp>
 
 #include "actors/actors.hpp"
@@ -130,4 +132,50 @@ TEST_CASE("a shard past batch.max-pending rejects instead of dropping") {
   self->send(shard, stop_atom::value);
   self->receive([&](ack_atom, ack_list& acks, std::uint64_t count) { CHECK(count == 3); },
                 caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack on stop"); });
+}
+
+TEST_CASE("the supervisor restarts a killed shard, and marks the node unhealthy past max-restarts") {
+  fixture f{1, 10s};
+  f.ctx->settings.shards = 2;
+  f.ctx->settings.supervisor_max_restarts = 1;
+  auto router = spawn_router(f.sys);
+  auto sup = spawn_supervisor(f.sys, f.ctx, router);
+  caf::scoped_actor self{f.sys};
+  auto table = [&] {
+    std::vector<caf::actor> out;
+    self->request(router, 5s, shards_atom::value)
+      .receive([&](std::vector<caf::actor>& s) { out = std::move(s); },
+               [](caf::error& e) { FAIL(caf::to_string(e)); });
+    return out;
+  };
+  auto wait_for_new = [&](const caf::actor& old) {
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto t = table();
+      if (t.at(0) != old) return t.at(0);
+      std::this_thread::sleep_for(10ms);
+    }
+    FAIL("shard 0 was not restarted");
+    return caf::actor{};
+  };
+  auto first = table().at(0);
+  self->send_exit(first, caf::exit_reason::kill);
+  auto second = wait_for_new(first);
+  CHECK(f.ctx->metrics.shard_restarts.load() == 1);
+  CHECK(f.ctx->healthy.load());
+  // the new instance takes writes and acks them
+  self->send(second, write_atom::value, make_batch("d", 1, 1));
+  self->receive([&](ack_atom, ack_list& acks, std::uint64_t count) { CHECK(count == 1); },
+                caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack from the restarted shard"); });
+  // a second death within the window is one too many: unhealthy, not restarted again
+  self->send_exit(second, caf::exit_reason::kill);
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (f.ctx->healthy.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  CHECK_FALSE(f.ctx->healthy.load());
+  CHECK(f.ctx->metrics.shard_restarts.load() == 1);
+  // stopping still completes with a shard left down
+  self->request(sup, 5s, stop_atom::value)
+    .receive([](bool ok) { CHECK(ok); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
+  self->send_exit(router, caf::exit_reason::user_shutdown);
 }
