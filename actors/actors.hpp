@@ -110,7 +110,7 @@ using context_ptr = std::shared_ptr<node_context>;
 // Spawners (the state types are private to each actor's .cpp).
 caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, std::size_t index);
 caf::actor spawn_supervisor(caf::actor_system& sys, context_ptr ctx, caf::actor router);
-caf::actor spawn_router(caf::actor_system& sys);
+caf::actor spawn_router(caf::actor_system& sys, context_ptr ctx);
 caf::actor spawn_session(caf::actor_system& sys, context_ptr ctx,
                          std::shared_ptr<session_sink> sink, caf::actor router, std::string peer);
 caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx);

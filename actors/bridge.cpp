@@ -73,7 +73,7 @@ class actor_bridge final : public bridge {
  public:
   actor_bridge(caf::actor_system& sys, context_ptr ctx) : sys_(sys), ctx_(std::move(ctx)) {
     ctx_->hub = spawn_hub(sys_, ctx_);
-    router_ = spawn_router(sys_);
+    router_ = spawn_router(sys_, ctx_);
     supervisor_ = spawn_supervisor(sys_, ctx_, router_);
     query_ = spawn_query(sys_, ctx_);
     ctx_->query = query_;

@@ -81,7 +81,10 @@ struct router_state {
   std::vector<caf::response_promise> waiting;  // asked before the table arrived
 };
 
-caf::behavior router_actor(caf::stateful_actor<router_state>* self) {
+// Takes the node context although it needs nothing from it: CAF 0.17 binds a
+// reference through a null pointer when it spawns a function actor without
+// arguments (UBSan reports it in init_fun_factory.hpp).
+caf::behavior router_actor(caf::stateful_actor<router_state>* self, context_ptr) {
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& s = self->state.sessions;
     for (auto i = s.begin(); i != s.end(); ++i)
@@ -118,6 +121,8 @@ caf::actor spawn_supervisor(caf::actor_system& sys, context_ptr ctx, caf::actor 
   return sys.spawn(supervisor_actor, std::move(ctx), std::move(router));
 }
 
-caf::actor spawn_router(caf::actor_system& sys) { return sys.spawn(router_actor); }
+caf::actor spawn_router(caf::actor_system& sys, context_ptr ctx) {
+  return sys.spawn(router_actor, std::move(ctx));
+}
 
 }  // namespace pulse

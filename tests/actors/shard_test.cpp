@@ -138,7 +138,7 @@ TEST_CASE("the supervisor restarts a killed shard, and marks the node unhealthy 
   fixture f{1, 10s};
   f.ctx->settings.shards = 2;
   f.ctx->settings.supervisor_max_restarts = 1;
-  auto router = spawn_router(f.sys);
+  auto router = spawn_router(f.sys, f.ctx);
   auto sup = spawn_supervisor(f.sys, f.ctx, router);
   caf::scoped_actor self{f.sys};
   auto table = [&] {
