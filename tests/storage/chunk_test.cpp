@@ -1,3 +1,4 @@
+#include "tests/storage/test_db.hpp"
 #include "storage/chunk.hpp"
 
 #include <catch2/catch.hpp>
@@ -11,14 +12,9 @@
 
 using namespace pulse;
 using namespace pulse::storage;
+using pulse::storage::test::bits;
 
 namespace {
-
-std::uint64_t bits(double d) {
-  std::uint64_t b;
-  std::memcpy(&b, &d, 8);
-  return b;
-}
 
 struct input {
   std::vector<chunk_row> rows;

@@ -18,12 +18,6 @@ using namespace pulse::storage::test;
 
 namespace {
 
-std::uint64_t bits(double d) {
-  std::uint64_t b;
-  std::memcpy(&b, &d, 8);
-  return b;
-}
-
 struct stored {
   std::int64_t ts;
   std::uint64_t seq;

@@ -1,3 +1,4 @@
+#include "tests/storage/test_db.hpp"
 #include "storage/rollup.hpp"
 
 #include <algorithm>
@@ -7,14 +8,9 @@
 #include <random>
 
 using namespace pulse::storage;
+using pulse::storage::test::bits;
 
 namespace {
-
-std::uint64_t bits(double d) {
-  std::uint64_t b;
-  std::memcpy(&b, &d, 8);
-  return b;
-}
 
 struct point {
   double v;

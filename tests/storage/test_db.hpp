@@ -2,7 +2,9 @@
 // Fixtures for the storage tests: a RocksDB store in a fresh directory under
 // /tmp that is removed afterwards, and a builder for reading_batch.
 
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <initializer_list>
 #include <memory>
@@ -15,6 +17,13 @@
 #include "storage/store.hpp"
 
 namespace pulse::storage::test {
+
+// The bit pattern of a double: round trips must keep -0.0, NaN payloads and denormals exactly.
+inline std::uint64_t bits(double d) {
+  std::uint64_t b;
+  std::memcpy(&b, &d, 8);
+  return b;
+}
 
 class temp_dir {
  public:
