@@ -6,10 +6,6 @@ namespace pulse {
 
 namespace {
 
-const char* const error_names[error_code_count] = {"invalid_json", "invalid_reading",
-                                                   "unauthorized", "rate_limited",
-                                                   "overloaded",   "too_large"};
-
 void line(std::string& out, const char* name, const char* type, const char* help, double v) {
   char buf[512];
   std::snprintf(buf, sizeof(buf), "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type,
@@ -60,7 +56,7 @@ std::string node_metrics::render() const {
   out += "# HELP pulse_errors_total Error messages sent, by code.\n# TYPE pulse_errors_total counter\n";
   for (std::size_t i = 0; i < error_code_count; ++i) {
     char buf[128];
-    std::snprintf(buf, sizeof(buf), "pulse_errors_total{code=\"%s\"} %llu\n", error_names[i],
+    std::snprintf(buf, sizeof(buf), "pulse_errors_total{code=\"%s\"} %llu\n", wire::to_string(static_cast<wire::error_code>(i)),
                   static_cast<unsigned long long>(errors[i].load(std::memory_order_relaxed)));
     out += buf;
   }

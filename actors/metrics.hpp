@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "wire/codec.hpp"
+
 namespace pulse {
 
 // A fixed-bucket histogram (Prometheus `le` buckets).
@@ -32,7 +34,8 @@ struct histogram {
 };
 
 // Error codes counted by /metrics, in wire::error_code order.
-inline constexpr std::size_t error_code_count = 6;
+inline constexpr std::size_t error_code_count =
+  static_cast<std::size_t>(wire::error_code::too_large) + 1;
 
 struct node_metrics {
   std::atomic<std::int64_t> connections{0};          // open WebSocket sessions
@@ -45,6 +48,10 @@ struct node_metrics {
   std::atomic<std::uint64_t> readings_stored{0};     // written by flushes
   std::atomic<std::uint64_t> acks_out{0};
   std::array<std::atomic<std::uint64_t>, error_code_count> errors{};  // by wire::error_code
+
+  void count_error(wire::error_code code) {
+    errors[static_cast<std::size_t>(code)].fetch_add(1, std::memory_order_relaxed);
+  }
   std::atomic<std::uint64_t> flushes{0};
   std::atomic<std::uint64_t> flush_failures{0};
   std::atomic<std::uint64_t> shard_restarts{0};

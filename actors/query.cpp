@@ -106,7 +106,7 @@ void maybe_finish(ingest_ptr self) {
   auto& st = self->state;
   if (st.outstanding > 0) return;
   if (st.rejected > 0) {
-    st.ctx->metrics.errors[static_cast<std::size_t>(wire::error_code::overloaded)].fetch_add(1);
+    st.ctx->metrics.count_error(wire::error_code::overloaded);
     answer_error(self, 503, wire::error_code::overloaded,
                  std::to_string(st.rejected) + " of " + std::to_string(st.accepted) +
                    " readings not stored: " + st.reject_reason);
@@ -134,7 +134,7 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
   // client can fix the body and post it again without creating duplicates.
   if (!frame->errors.empty()) {
     auto& e = frame->errors.front();
-    ctx->metrics.errors[static_cast<std::size_t>(e.code)].fetch_add(1);
+    ctx->metrics.count_error(e.code);
     std::string msg = std::to_string(frame->errors.size()) + " bad reading(s), nothing stored; first: " +
                       e.message;
     answer_error(self, e.code == wire::error_code::too_large ? 413 : 400, e.code, msg);

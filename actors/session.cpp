@@ -40,7 +40,7 @@ namespace {
 using session_ptr = caf::stateful_actor<session_state>*;
 
 void count_error(session_state& st, wire::error_code code) {
-  st.ctx->metrics.errors[static_cast<std::size_t>(code)].fetch_add(1, std::memory_order_relaxed);
+  st.ctx->metrics.count_error(code);
 }
 
 void send_error(session_state& st, wire::error_code code, std::string message,

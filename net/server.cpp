@@ -13,6 +13,7 @@
 
 #include "actors/bridge.hpp"
 #include "net/dashboard.hpp"
+#include "wire/codec.hpp"
 
 namespace pulse::net {
 
@@ -24,15 +25,13 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// {"error":{"code":..,"message":..}}, for HTTP codes the wire has no enum for.
 std::string json_error_body(std::string_view code, std::string_view message) {
-  std::string out = "{\"error\":{\"code\":\"";
-  out += code;
-  out += "\",\"message\":\"";
-  for (char c : message) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20) out += c;
-  }
-  out += "\"}}";
+  std::string out = "{\"error\":{\"code\":";
+  wire::append_json_string(out, code);
+  out += ",\"message\":";
+  wire::append_json_string(out, message);
+  out += "}}";
   return out;
 }
 
@@ -190,8 +189,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     }
     if (!ws_.got_text()) {
       buffer_.consume(buffer_.size());
-      queue(json_error_body("invalid_json", "binary frames are not accepted; send JSON text frames"));
-      shared_->b.metrics().errors[0].fetch_add(1);
+      queue(wire::encode_error(wire::error_code::invalid_json,
+                               "binary frames are not accepted; send JSON text frames"));
+      shared_->b.metrics().count_error(wire::error_code::invalid_json);
     } else {
       auto data = buffer_.data();
       std::string text(static_cast<const char*>(data.data()), data.size());
