@@ -5,22 +5,29 @@
 //   session  (one per WebSocket; scheduler thread)
 //     <- (frame_atom, std::string)            text frame from the socket
 //     <- (closed_atom)                        socket gone
-//     <- (ack_atom, acks, uint64_t count)     shard: readings durable, `count` readings done
-//     <- (reject_atom, device, count, why)    shard: `count` readings not taken
-//     <- (shard_up_atom, uint64_t, actor)     router: shard n is now this actor
+//     <- (ack_atom, shard, acks, ticket)      shard: its writes up to `ticket` are done,
+//                                             `acks` durable (cumulative per device)
+//     <- (reject_atom, device, count, why)    shard: `count` readings storage cannot hold
+//     <- (shard_up_atom, uint64_t, actor)     router: shard n restarted; resend its window
+//     <- (stop_atom) -> bool                  node stopping: answers once earlier acks are out
 //   shard    (one per storage.shards; detached thread, blocks on RocksDB)
-//     <- (write_atom, reading_batch)          buffer; ack the sender after the flush
+//     <- (write_atom, ticket, reading_batch)  buffer; ack the sender after the flush
 //     <- (last_seq_atom, std::string) -> uint64_t   flushes first, then answers
 //     <- (flush_atom, uint64_t generation)    batch.max-delay timer
+//     <- (crash_atom)                         fault injection: throws
 //     <- (stop_atom)                          flush and quit
+//     A failed flush takes the shard down: the supervisor restarts it and the
+//     writers resend their windows (nothing of the failed batch was acked).
 //   supervisor  spawns and monitors shards, restarts them, tells the router
 //     <- (stop_atom) -> bool                  stop every shard after its last flush
 //     <- (shards_atom) -> bool                whether the node is healthy
-//   router   shard table; pushes changes to the sessions that joined
+//     <- (crash_atom, uint64_t n) -> bool     fault injection: crash shard n
+//   router   shard table; pushes changes to the writers that joined
 //     <- (shards_atom, std::vector<actor>)    supervisor: the initial table
 //     <- (shards_atom) -> std::vector<actor>  current table
 //     <- (shard_up_atom, uint64_t, actor)     supervisor: a restarted shard
-//     <- (join_atom, actor)                   a session wants table updates
+//     <- (join_atom, actor)                   a session or ingest wants table updates
+//     <- (stop_atom) -> bool                  asks every joined session (stop_atom), then answers
 //   hub      live values: latest per device, subscriptions, pushes
 //     <- (subscribe_atom, patterns)           from a session
 //     <- (unsubscribe_atom, patterns)
@@ -102,6 +109,10 @@ struct node_context {
   std::atomic<bool> healthy{true};
   std::atomic<std::size_t> shards_up{0};
   std::atomic<std::size_t> subscribers{0};  // sessions with subscriptions (hub)
+  // Per shard: readings writers have sent it and not yet seen answered (the
+  // writers keep it: + on send, - on ack or when they stop). Admission checks
+  // it against batch.max-pending, so a shard's mailbox cannot grow unbounded.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> shard_load;
   caf::actor hub;
   caf::actor query;
 };

@@ -23,5 +23,8 @@ using subscribe_atom = caf::atom_constant<caf::atom("subscr")>;   // session -> 
 using unsubscribe_atom = caf::atom_constant<caf::atom("unsubscr")>;
 using update_atom = caf::atom_constant<caf::atom("update")>;      // hub -> session
 using stop_atom = caf::atom_constant<caf::atom("stop")>;          // orderly shutdown
+using crash_atom = caf::atom_constant<caf::atom("crash")>;        // fault injection: a shard throws
+using timeout_atom = caf::atom_constant<caf::atom("timeout")>;    // a deadline passed
+using retry_atom = caf::atom_constant<caf::atom("retry")>;        // a session asks again (hello)
 
 }  // namespace pulse

@@ -99,12 +99,22 @@ class actor_bridge final : public bridge {
     return ctx_->healthy.load() && ctx_->shards_up.load() == ctx_->settings.shards;
   }
 
+  void crash_shard(std::uint64_t n, http_callback done) override {
+    caf::anon_send(supervisor_, crash_atom::value, n, std::move(done));
+  }
+
   void shutdown(std::chrono::milliseconds timeout) override {
     caf::scoped_actor self{sys_};
     self->request(supervisor_, timeout, stop_atom::value)
       .receive([](bool) {},
                [](caf::error& err) {
                  spdlog::error("shutdown: shards did not stop in time: {}", caf::to_string(err));
+               });
+    self->request(router_, std::chrono::seconds(10), stop_atom::value)
+      .receive([](bool) {},
+               [](caf::error& err) {
+                 spdlog::warn("shutdown: sessions did not confirm their acks: {}",
+                              caf::to_string(err));
                });
     for (auto& a : {supervisor_, router_, query_, ctx_->hub})
       self->send_exit(a, caf::exit_reason::user_shutdown);
@@ -132,6 +142,7 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
                                       std::string& error) {
   auto ctx = std::make_shared<node_context>();
   ctx->settings = settings;
+  ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(settings.shards);
   storage::status st;
   ctx->db = storage::store::open({settings.storage_path, settings.storage_sync}, st);
   if (!ctx->db) {

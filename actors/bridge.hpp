@@ -57,6 +57,7 @@ struct node_settings {
   std::size_t supervisor_max_restarts = 5;
   std::chrono::milliseconds supervisor_window{60000};
   std::chrono::milliseconds query_timeout{10000};
+  bool fault_injection = false;  // debug.fault-injection: POST /admin/shards/{n}/crash
 };
 
 class bridge {
@@ -89,7 +90,13 @@ class bridge {
   // /readyz: shards up (and, later, cluster joined).
   virtual bool ready() const = 0;
 
-  // Flushes every shard and stops the actors; blocks until done or `timeout`.
+  // Fault injection (debug.fault-injection): makes shard n throw. `done`
+  // gets 202 when the crash was sent, 404 when fault injection is off or
+  // there is no shard n.
+  virtual void crash_shard(std::uint64_t n, http_callback done) = 0;
+
+  // Flushes every shard, lets the sessions pass on the resulting acks, and
+  // stops the actors; blocks until done or `timeout`.
   virtual void shutdown(std::chrono::milliseconds timeout) = 0;
 
   virtual node_metrics& metrics() = 0;

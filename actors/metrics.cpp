@@ -45,6 +45,14 @@ std::string node_metrics::render() const {
        g(connections_total));
   line(out, "pulse_connections_refused_total", "counter",
        "Connections refused over net.max-connections.", g(connections_refused));
+  line(out, "pulse_connections_shed_total", "counter",
+       "Connections closed with 1013 because a shard was over batch.max-pending.",
+       g(connections_shed));
+  line(out, "pulse_write_timeouts_total", "counter",
+       "Connections cut off because the peer took no data for net.write-timeout.",
+       g(write_timeouts));
+  line(out, "pulse_accept_failures_total", "counter",
+       "Failed accepts (e.g. EMFILE: out of file descriptors).", g(accept_failures));
   line(out, "pulse_http_requests_total", "counter", "HTTP requests served.", g(http_requests));
   line(out, "pulse_frames_in_total", "counter", "WebSocket frames received.", g(frames_in));
   line(out, "pulse_bytes_in_total", "counter", "WebSocket payload bytes received.", g(bytes_in));

@@ -41,6 +41,9 @@ struct node_metrics {
   std::atomic<std::int64_t> connections{0};          // open WebSocket sessions
   std::atomic<std::uint64_t> connections_total{0};   // accepted WebSocket sessions
   std::atomic<std::uint64_t> connections_refused{0}; // over net.max-connections
+  std::atomic<std::uint64_t> connections_shed{0};    // closed 1013: a shard over max-pending
+  std::atomic<std::uint64_t> write_timeouts{0};      // peer took no data for net.write-timeout
+  std::atomic<std::uint64_t> accept_failures{0};     // EMFILE and friends
   std::atomic<std::uint64_t> http_requests{0};
   std::atomic<std::uint64_t> frames_in{0};
   std::atomic<std::uint64_t> bytes_in{0};

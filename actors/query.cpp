@@ -10,6 +10,7 @@
 #include "actors/atoms.hpp"
 #include "actors/query_api.hpp"
 #include "actors/routing.hpp"
+#include "actors/write_window.hpp"
 #include "wire/codec.hpp"
 
 namespace pulse {
@@ -78,12 +79,19 @@ struct ingest_state {
   static inline const char* name = "ingest";
   context_ptr ctx;
   http_callback done;
-  std::uint64_t outstanding = 0;
+  std::vector<caf::actor> shards;
+  write_window window;  // resent to a shard that restarts before it acks
   std::uint64_t accepted = 0;
   std::uint64_t rejected = 0;
   std::string reject_reason;
   nlohmann::json acks = nlohmann::json::array();
   bool answered = false;
+
+  ~ingest_state() {
+    if (!ctx) return;
+    for (std::size_t i = 0; i < window.shards(); ++i)
+      ctx->shard_load[i].fetch_sub(window.pending_readings(i), std::memory_order_relaxed);
+  }
 };
 
 namespace {
@@ -104,10 +112,10 @@ void answer_error(ingest_ptr self, int status, wire::error_code code, const std:
 
 void maybe_finish(ingest_ptr self) {
   auto& st = self->state;
-  if (st.outstanding > 0) return;
+  if (!st.window.empty()) return;
   if (st.rejected > 0) {
-    st.ctx->metrics.count_error(wire::error_code::overloaded);
-    answer_error(self, 503, wire::error_code::overloaded,
+    st.ctx->metrics.count_error(wire::error_code::invalid_reading);
+    answer_error(self, 400, wire::error_code::invalid_reading,
                  std::to_string(st.rejected) + " of " + std::to_string(st.accepted) +
                    " readings not stored: " + st.reject_reason);
     return;
@@ -144,16 +152,34 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
     answer_error(self, 400, wire::error_code::invalid_reading, "the body holds no readings");
     return {};
   }
-  self->delayed_send(self, ctx->settings.query_timeout, stop_atom::value);
+  self->delayed_send(self, ctx->settings.query_timeout, timeout_atom::value);
+  self->send(router, join_atom::value, caf::actor{self});
   self->request(router, std::chrono::seconds(10), shards_atom::value)
     .await(
       [=](std::vector<caf::actor>& shards) {
         auto& st = self->state;
+        st.shards = std::move(shards);
+        st.window.resize(st.shards.size());
+        // All or nothing here too: refuse the body if a shard it needs is full.
+        std::vector<std::uint64_t> need(st.shards.size());
+        for (auto& b : frame->batches) need[shard_of(b.device, st.shards.size())] += b.size();
+        for (std::size_t i = 0; i < need.size(); ++i)
+          if (need[i] > 0 && st.ctx->shard_load[i].load() + need[i] > st.ctx->settings.batch_max_pending) {
+            st.ctx->metrics.count_error(wire::error_code::overloaded);
+            answer_error(self, 503, wire::error_code::overloaded,
+                         "shard " + std::to_string(i) + " is over batch.max-pending; nothing stored, retry later");
+            return;
+          }
         for (auto& b : frame->batches) {
           if (b.empty()) continue;
-          st.outstanding += b.size();
-          st.accepted += b.size();
-          self->send(shards[shard_of(b.device, shards.size())], write_atom::value, std::move(b));
+          auto i = shard_of(b.device, st.shards.size());
+          auto n = b.size();
+          st.accepted += n;
+          auto ticket = st.window.next_ticket();
+          auto msg = caf::make_message(write_atom::value, ticket, std::move(b));
+          st.ctx->shard_load[i].fetch_add(n, std::memory_order_relaxed);
+          self->send(st.shards[i], msg);
+          st.window.push(i, ticket, n, std::move(msg));
         }
         st.ctx->metrics.readings_in.fetch_add(st.accepted);
       },
@@ -161,20 +187,26 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
         answer_error(self, 503, wire::error_code::overloaded, "node not ready");
       });
   return {
-    [=](ack_atom, ack_list& acks, std::uint64_t count) {
+    [=](ack_atom, std::uint64_t shard, ack_list& acks, std::uint64_t ticket) {
       auto& st = self->state;
       for (auto& [device, seq] : acks) st.acks.push_back({{"device", device}, {"seq", seq}});
-      st.outstanding -= std::min(st.outstanding, count);
+      auto done = st.window.ack(shard, ticket);
+      if (shard < st.window.shards()) st.ctx->shard_load[shard].fetch_sub(done);
       maybe_finish(self);
     },
-    [=](reject_atom, std::string& device, std::uint64_t count, std::string& why) {
+    [=](reject_atom, std::string&, std::uint64_t count, std::string& why) {
       auto& st = self->state;
       st.rejected += count;
       st.reject_reason = why;
-      st.outstanding -= std::min(st.outstanding, count);
-      maybe_finish(self);
     },
-    [=](stop_atom) {
+    [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
+      auto& st = self->state;
+      if (index >= st.shards.size()) return;
+      st.shards[index] = shard;
+      for (auto& e : st.window.pending(index)) self->send(shard, e.msg);
+    },
+    [=](stop_atom) -> bool { return true; },  // node stopping (router asks every writer)
+    [=](timeout_atom) {
       answer_error(self, 503, wire::error_code::overloaded,
                    "timed out waiting for the write to become durable");
     },

@@ -1,7 +1,14 @@
 // session: one per WebSocket connection. Parses frames (simdjson, on a
 // scheduler thread), routes readings to their shards, forwards acks and
 // errors to the socket, and pushes back on the socket when too much is
-// unacked.
+// unacked. Keeps what it sent in a write_window until acked and resends a
+// shard's part of it when the supervisor restarts that shard.
+//
+// Admission: a shard holding more than batch.max-pending unanswered readings
+// makes the session answer `overloaded` for the whole frame and close with
+// 1013. Closing (rather than going on) keeps acks honest: nothing after the
+// refused frame is stored from this connection, so the client's resume from
+// `last_seq` after reconnecting resends exactly what was refused.
 
 #include <unordered_set>
 
@@ -11,6 +18,7 @@
 #include "actors/actors.hpp"
 #include "actors/atoms.hpp"
 #include "actors/routing.hpp"
+#include "actors/write_window.hpp"
 #include "wire/codec.hpp"
 
 namespace pulse {
@@ -24,14 +32,19 @@ struct session_state {
   std::vector<caf::actor> shards;
   wire::frame_parser parser;
   wire::frame frame;
-  std::uint64_t unacked = 0;
+  write_window window;
   bool reading = true;
+  bool shed = false;      // refused a frame for overload; closing
+  bool stopping = false;  // node shutting down: frames are no longer taken
   std::unordered_set<std::string> devices;  // seen on this connection (online registry)
   std::vector<std::string> out;             // frames to send, reused
 
   ~session_state() {
-    if (ctx)
-      for (auto& d : devices) ctx->online.remove(d);
+    if (!ctx) return;
+    for (auto& d : devices) ctx->online.remove(d);
+    // What this session still had in flight no longer counts against its shards.
+    for (std::size_t i = 0; i < window.shards(); ++i)
+      ctx->shard_load[i].fetch_sub(window.pending_readings(i), std::memory_order_relaxed);
   }
 };
 
@@ -51,20 +64,22 @@ void send_error(session_state& st, wire::error_code code, std::string message,
 
 void update_reading(session_state& st) {
   auto max = st.ctx->settings.session_max_unacked;
-  if (st.reading && st.unacked >= max) {
+  auto unacked = st.window.readings();
+  if (st.reading && unacked >= max) {
     st.reading = false;
     st.sink->set_reading(false);
-  } else if (!st.reading && st.unacked <= max / 2) {
+  } else if (!st.reading && unacked <= max / 2) {
     st.reading = true;
     st.sink->set_reading(true);
   }
 }
 
-void handle_hello(session_ptr self, const wire::hello_msg& hello) {
+// Answers a hello with the device's durable last_seq. Asks again (a few
+// times) when the shard does not answer, e.g. while it is being restarted.
+void handle_hello(session_ptr self, std::string device, int attempt = 0) {
   auto& st = self->state;
-  if (st.devices.insert(hello.device).second) st.ctx->online.add(hello.device);
-  auto& shard = st.shards[shard_of(hello.device, st.shards.size())];
-  auto device = hello.device;
+  if (st.devices.insert(device).second) st.ctx->online.add(device);
+  auto& shard = st.shards[shard_of(device, st.shards.size())];
   self->request(shard, st.ctx->settings.query_timeout, last_seq_atom::value, device)
     .then(
       [=](std::uint64_t last_seq) {
@@ -72,13 +87,52 @@ void handle_hello(session_ptr self, const wire::hello_msg& hello) {
           wire::encode_welcome(self->state.ctx->settings.node_name, device, last_seq));
       },
       [=](caf::error& err) {
+        if (attempt < 5) {
+          self->delayed_send(self, std::chrono::milliseconds(200), retry_atom::value, device,
+                             attempt + 1);
+          return;
+        }
         send_error(self->state, wire::error_code::overloaded,
                    "no answer from the shard of " + device + ": " + caf::to_string(err));
       });
 }
 
+// Refuses the frame's readings when a shard they go to is over batch.max-pending.
+bool admit(session_ptr self, const wire::frame& f) {
+  auto& st = self->state;
+  auto limit = st.ctx->settings.batch_max_pending;
+  for (auto& b : f.batches) {
+    if (b.empty()) continue;
+    auto i = shard_of(b.device, st.shards.size());
+    if (st.ctx->shard_load[i].load(std::memory_order_relaxed) + b.size() <= limit) continue;
+    std::optional<std::uint64_t> seq;
+    if (b.rows.front().has_seq) seq = b.rows.front().seq;
+    send_error(st, wire::error_code::overloaded,
+               "shard " + std::to_string(i) + " is over batch.max-pending; " +
+                 std::to_string(f.readings()) +
+                 " readings of this frame not taken; reconnect and resume from last_seq",
+               seq);
+    st.shed = true;
+    st.ctx->metrics.connections_shed.fetch_add(1, std::memory_order_relaxed);
+    st.sink->close(1013, "overloaded");
+    return false;
+  }
+  return true;
+}
+
+void send_write(session_ptr self, std::size_t shard, reading_batch&& b) {
+  auto& st = self->state;
+  auto n = b.size();
+  auto ticket = st.window.next_ticket();
+  auto msg = caf::make_message(write_atom::value, ticket, std::move(b));
+  st.ctx->shard_load[shard].fetch_add(n, std::memory_order_relaxed);
+  self->send(st.shards[shard], msg);
+  st.window.push(shard, ticket, n, std::move(msg));
+}
+
 void handle_frame(session_ptr self, std::string& text) {
   auto& st = self->state;
+  if (st.shed || st.stopping) return;
   auto& m = st.ctx->metrics;
   m.frames_in.fetch_add(1, std::memory_order_relaxed);
   m.bytes_in.fetch_add(text.size(), std::memory_order_relaxed);
@@ -93,7 +147,7 @@ void handle_frame(session_ptr self, std::string& text) {
     st.sink->send_texts(std::move(st.out));
     st.out = {};
   }
-  if (f.hello) handle_hello(self, *f.hello);
+  if (f.hello) handle_hello(self, f.hello->device);
   if (!f.subscribe.empty()) {
     // Register first, then read the snapshot: an update may come before the
     // snapshot, never go missing between them.
@@ -102,20 +156,16 @@ void handle_frame(session_ptr self, std::string& text) {
   }
   if (!f.unsubscribe.empty())
     self->send(st.ctx->hub, unsubscribe_atom::value, std::move(f.unsubscribe));
-  std::uint64_t n = 0;
+  auto n = f.readings();
+  if (n == 0 || !admit(self, f)) return;
   for (auto& b : f.batches) {
     if (b.empty()) continue;
     if (st.devices.size() < 4096 && st.devices.insert(b.device).second)
       st.ctx->online.add(b.device);
-    n += b.size();
-    auto& shard = st.shards[shard_of(b.device, st.shards.size())];
-    self->send(shard, write_atom::value, std::move(b));
+    send_write(self, shard_of(b.device, st.shards.size()), std::move(b));
   }
-  if (n > 0) {
-    m.readings_in.fetch_add(n, std::memory_order_relaxed);
-    st.unacked += n;
-    update_reading(st);
-  }
+  m.readings_in.fetch_add(n, std::memory_order_relaxed);
+  update_reading(st);
 }
 
 }  // namespace
@@ -132,7 +182,10 @@ caf::behavior session_actor(caf::stateful_actor<session_state>* self, context_pt
   // Frames wait in the mailbox until the shard table is here.
   self->request(router, std::chrono::seconds(10), shards_atom::value)
     .await(
-      [=](std::vector<caf::actor>& shards) { self->state.shards = std::move(shards); },
+      [=](std::vector<caf::actor>& shards) {
+        self->state.shards = std::move(shards);
+        self->state.window.resize(self->state.shards.size());
+      },
       [=](caf::error& err) {
         spdlog::error("session {}: no shard table: {}", self->state.peer, caf::to_string(err));
         self->state.sink->close(1013, "node not ready");
@@ -140,27 +193,35 @@ caf::behavior session_actor(caf::stateful_actor<session_state>* self, context_pt
       });
   return {
     [=](frame_atom, std::string& text) { handle_frame(self, text); },
-    [=](ack_atom, ack_list& acks, std::uint64_t count) {
+    [=](ack_atom, std::uint64_t shard, ack_list& acks, std::uint64_t ticket) {
       auto& st = self->state;
       st.out.clear();
       for (auto& [device, seq] : acks) st.out.push_back(wire::encode_ack(device, seq));
       st.ctx->metrics.acks_out.fetch_add(acks.size(), std::memory_order_relaxed);
       if (!st.out.empty()) st.sink->send_texts(std::move(st.out));
       st.out = {};
-      st.unacked -= std::min(st.unacked, count);
+      auto done = st.window.ack(shard, ticket);
+      if (shard < st.window.shards())
+        st.ctx->shard_load[shard].fetch_sub(done, std::memory_order_relaxed);
       update_reading(st);
     },
     [=](reject_atom, std::string& device, std::uint64_t count, std::string& why) {
-      auto& st = self->state;
-      auto msg = device.empty() ? std::to_string(count) + " readings not stored: " + why
-                                : std::to_string(count) + " readings of " + device +
-                                    " not stored: " + why;
-      send_error(st, wire::error_code::overloaded, std::move(msg));
-      st.unacked -= std::min(st.unacked, count);
-      update_reading(st);
+      send_error(self->state, wire::error_code::invalid_reading,
+                 std::to_string(count) + " readings of " + device + " not stored: " + why);
     },
     [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
-      if (index < self->state.shards.size()) self->state.shards[index] = shard;
+      auto& st = self->state;
+      if (index >= st.shards.size()) return;
+      st.shards[index] = shard;
+      // The old instance lost what it had not flushed: send it all again, in
+      // order. Readings it did store are deduplicated by seq.
+      for (auto& e : st.window.pending(index)) self->send(shard, e.msg);
+    },
+    [=](retry_atom, std::string& device, int attempt) { handle_hello(self, device, attempt); },
+    [=](stop_atom) {
+      // Acks queued before this message have gone to the socket by now.
+      self->state.stopping = true;
+      return true;
     },
     [=](update_atom, std::string& text) { self->state.sink->send_text(std::move(text)); },
     [=](closed_atom) { self->quit(); },

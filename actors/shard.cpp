@@ -1,5 +1,8 @@
 // shard: the batcher actor. Runs detached (its own thread) because RocksDB
 // writes block; sessions on the cooperative scheduler never wait for it.
+// Its state beyond the buffer (per-device last_seq, rollup partials,
+// dictionaries) is reloaded from RocksDB by a new instance, so a crash loses
+// only the unflushed buffer, which the writers still hold in their windows.
 
 #include <chrono>
 
@@ -17,7 +20,7 @@ struct shard_state {
   context_ptr ctx;
   std::size_t index = 0;
   std::unique_ptr<storage::batcher> batcher;
-  // Senders of the buffered readings and how many readings each is owed.
+  // Senders of the buffered readings and the highest ticket of each in the buffer.
   std::unordered_map<caf::actor_id, std::pair<caf::actor, std::uint64_t>> owners;
   std::vector<storage::ack_entry> acks;
   std::unordered_map<caf::actor_id, ack_list> acks_by_owner;
@@ -46,16 +49,16 @@ void flush(shard_ptr self) {
   m.flushes.fetch_add(1, std::memory_order_relaxed);
   m.flush_seconds.observe(secs);
   if (!status) {
-    // Nothing of this buffer is durable: every sender hears so, nothing is acked.
+    // Nothing of this buffer is durable and nothing was acked. The writers
+    // still hold it; going down makes the supervisor restart the shard (state
+    // reloaded from disk) and the writers resend. Restart intensity bounds a
+    // disk that keeps failing.
     m.flush_failures.fetch_add(1, std::memory_order_relaxed);
     spdlog::error("shard {}: flush of {} readings failed: {}", st.index, buffered,
                   status.message);
-    for (auto& [id, owner] : st.owners)
-      if (owner.first)
-        self->send(owner.first, reject_atom::value, std::string{}, owner.second,
-                 "write failed: " + status.message);
     st.owners.clear();
     st.latest.clear();
+    self->quit(caf::make_error(caf::sec::runtime_error, "flush failed: " + status.message));
     return;
   }
   m.readings_stored.fetch_add(fs.readings, std::memory_order_relaxed);
@@ -65,7 +68,9 @@ void flush(shard_ptr self) {
     auto i = st.acks_by_owner.find(id);
     ack_list list;
     if (i != st.acks_by_owner.end()) list = std::move(i->second);
-    if (owner.first) self->send(owner.first, ack_atom::value, std::move(list), owner.second);
+    if (owner.first)
+      self->send(owner.first, ack_atom::value, static_cast<std::uint64_t>(st.index),
+                 std::move(list), owner.second);
   }
   st.acks_by_owner.clear();
   st.owners.clear();
@@ -107,17 +112,21 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
   ctx->shards_up.fetch_add(1);
   self->attach_functor([ctx] { ctx->shards_up.fetch_sub(1); });
   const auto& cfg = ctx->settings;
+  // A throwing handler ends this instance only; the supervisor restarts it.
+  self->set_exception_handler([index](caf::scheduled_actor*, std::exception_ptr& e) -> caf::error {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      spdlog::error("shard {}: {}", index, x.what());
+      return caf::make_error(caf::sec::runtime_error, x.what());
+    } catch (...) {
+      return caf::make_error(caf::sec::runtime_error, "unknown exception");
+    }
+  });
   return {
-    [=](write_atom, reading_batch& b) {
+    [=](write_atom, std::uint64_t ticket, const reading_batch& b) {
       auto& st = self->state;
       auto sender = caf::actor_cast<caf::actor>(self->current_sender());
-      std::uint64_t n = b.size();
-      if (st.batcher->pending() + n > cfg.batch_max_pending) {
-        if (sender)
-          self->send(sender, reject_atom::value, b.device, n,
-                     std::string{"shard is over batch.max-pending"});
-        return;
-      }
       caf::actor_id id = sender ? sender->id() : 0;
       auto now = now_ms();
       if (st.ctx->subscribers.load(std::memory_order_relaxed) > 0) note_latest(st, b, now);
@@ -127,7 +136,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
                    std::string{"outside what storage can hold (ts range, values, metric dictionary)"});
       auto& owner = st.owners[id];
       if (!owner.first) owner.first = sender;
-      owner.second += n - added.rejected;
+      owner.second = std::max(owner.second, ticket);
       if (st.batcher->pending() >= cfg.batch_max_readings) {
         flush(self);
       } else if (!st.timer_armed) {
@@ -142,6 +151,10 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       // Answer with what is durable: flush what is buffered first.
       flush(self);
       return self->state.batcher->last_seq(device);
+    },
+    [=](crash_atom) {
+      spdlog::warn("shard {}: crashing on request (debug.fault-injection)", self->state.index);
+      throw std::runtime_error("injected crash");
     },
     [=](stop_atom) {
       flush(self);

@@ -8,6 +8,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/atoms.hpp"
+#include "wire/codec.hpp"
 
 namespace pulse {
 
@@ -21,6 +22,14 @@ struct supervisor_state {
   std::size_t alive = 0;  // shards running (a shard left down when unhealthy is not)
   caf::response_promise stop_promise;
 };
+
+// Fault injection: makes shard n throw. false when off, stopping or no such shard.
+bool crash(caf::stateful_actor<supervisor_state>* self, std::uint64_t n) {
+  auto& st = self->state;
+  if (!st.ctx->settings.fault_injection || st.stopping || n >= st.shards.size()) return false;
+  self->send(st.shards[n], crash_atom::value);
+  return true;
+}
 
 caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, context_ptr ctx,
                                caf::actor router) {
@@ -71,6 +80,18 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, cont
       return st.stop_promise;
     },
     [=](shards_atom) -> bool { return self->state.ctx->healthy.load(); },
+    [=](crash_atom, std::uint64_t n) -> bool { return crash(self, n); },
+    [=](crash_atom, std::uint64_t n, http_callback& done) {
+      if (crash(self, n)) {
+        done(http_reply{202, "application/json", "{\"crashed\":" + std::to_string(n) + "}"});
+        return;
+      }
+      std::string body = "{\"error\":{\"code\":\"not_found\",\"message\":";
+      wire::append_json_string(body, "no shard " + std::to_string(n) +
+                                       " to crash, or debug.fault-injection is off");
+      body += "}}";
+      done(http_reply{404, "application/json", std::move(body)});
+    },
   };
 }
 
@@ -113,6 +134,19 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, context_ptr)
     [=](join_atom, caf::actor& session) {
       self->monitor(session);
       self->state.sessions.insert(session);
+    },
+    [=](stop_atom) -> caf::result<bool> {
+      // Every session answers after the acks already in its mailbox: once all
+      // have, every ack of the last flushes is on its way to the sockets.
+      auto& st = self->state;
+      if (st.sessions.empty()) return true;
+      auto rp = self->make_response_promise();
+      auto left = std::make_shared<std::size_t>(st.sessions.size());
+      for (auto& s : st.sessions)
+        self->request(s, std::chrono::seconds(5), stop_atom::value)
+          .then([=](bool) mutable { if (--*left == 0) rp.deliver(true); },
+                [=](caf::error&) mutable { if (--*left == 0) rp.deliver(true); });
+      return rp;
     },
   };
 }

@@ -66,7 +66,10 @@ class ws_sink final : public session_sink {
 class ws_session : public std::enable_shared_from_this<ws_session> {
  public:
   ws_session(beast::tcp_stream&& stream, std::shared_ptr<shared_state> shared)
-      : ws_(std::move(stream)), shared_(std::move(shared)), ping_timer_(ws_.get_executor()) {}
+      : ws_(std::move(stream)),
+        shared_(std::move(shared)),
+        ping_timer_(ws_.get_executor()),
+        write_timer_(ws_.get_executor()) {}
 
   ~ws_session() {
     std::lock_guard<std::mutex> guard{shared_->mtx};
@@ -93,7 +96,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   // --- called on the strand (posted by ws_sink) ---
   void queue(std::string text) {
-    if (closed_) return;
+    if (closed_ || close_sent_) return;
     queued_bytes_ += text.size();
     queue_.push_back(std::move(text));
     if (queued_bytes_ > shared_->opts.max_write_queue_bytes) {
@@ -118,6 +121,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
       pending_close_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
       return;
     }
+    arm_write_timer();
     ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code), reason),
                     beast::bind_front_handler(&ws_session::on_close, shared_from_this()));
   }
@@ -201,8 +205,25 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     if (reading_) do_read();
   }
 
+  // A peer that does not take a write (or the close) within net.write-timeout
+  // is cut off: its queue must not grow without bound, nor its socket linger.
+  void arm_write_timer() {
+    auto gen = ++write_gen_;
+    write_timer_.expires_after(shared_->opts.write_timeout);
+    write_timer_.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
+      if (ec || gen != self->write_gen_ || self->closed_) return;
+      spdlog::warn("ws {}: peer took no data for {} ms (net.write-timeout), closing", self->peer_,
+                   self->shared_->opts.write_timeout.count());
+      self->shared_->b.metrics().write_timeouts.fetch_add(1);
+      beast::error_code ignored;
+      beast::get_lowest_layer(self->ws_).socket().close(ignored);
+      self->finish();
+    });
+  }
+
   void do_write() {
     writing_ = true;
+    arm_write_timer();
     ws_.text(true);
     ws_.async_write(asio::buffer(queue_.front()),
                     beast::bind_front_handler(&ws_session::on_write, shared_from_this()));
@@ -210,6 +231,8 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   void on_write(beast::error_code ec, std::size_t) {
     writing_ = false;
+    ++write_gen_;
+    write_timer_.cancel();
     if (ec) {
       spdlog::debug("ws {}: write failed: {}", peer_, ec.message());
       queue_.clear();
@@ -219,21 +242,30 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     }
     queued_bytes_ -= queue_.front().size();
     queue_.pop_front();
-    if (pending_close_) {
-      auto reason = *pending_close_;
-      pending_close_.reset();
-      ws_.async_close(reason, beast::bind_front_handler(&ws_session::on_close, shared_from_this()));
+    if (closed_) return;
+    if (!queue_.empty()) {
+      do_write();
       return;
     }
-    if (!queue_.empty() && !closed_) do_write();
+    if (pending_close_) {  // the close goes out after everything queued before it
+      auto reason = *pending_close_;
+      pending_close_.reset();
+      arm_write_timer();
+      ws_.async_close(reason, beast::bind_front_handler(&ws_session::on_close, shared_from_this()));
+    }
   }
 
-  void on_close(beast::error_code) { finish(); }
+  void on_close(beast::error_code) {
+    ++write_gen_;
+    write_timer_.cancel();
+    finish();
+  }
 
   void finish() {
     if (closed_) return;
     closed_ = true;
     ping_timer_.cancel();
+    write_timer_.cancel();
     if (handle_) handle_->closed();
     handle_.reset();
     if (counted_) shared_->b.metrics().connections.fetch_sub(1);
@@ -245,6 +277,8 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   websocket::stream<beast::tcp_stream> ws_;
   std::shared_ptr<shared_state> shared_;
   asio::steady_timer ping_timer_;
+  asio::steady_timer write_timer_;
+  std::uint64_t write_gen_ = 0;  // which write (or close) the timer is for
   beast::flat_buffer buffer_;
   std::deque<std::string> queue_;
   std::size_t queued_bytes_ = 0;
@@ -349,6 +383,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (path == "/metrics" && get)
       return send(200, "text/plain; version=0.0.4", shared_->b.metrics_text());
     if (path == "/" && get) return send(200, "text/html; charset=utf-8", dashboard_html());
+    if (path.rfind("/admin/", 0) == 0) return handle_admin(req.method(), path);
     if (path.rfind("/api/", 0) == 0) {
       std::string method(req.method_string());
       if (path == "/api/v1/readings") {
@@ -367,6 +402,35 @@ class http_session : public std::enable_shared_from_this<http_session> {
                         });
                       });
       return;
+    }
+    send_simple(http::status::not_found, "not_found", "no such endpoint: " + path, keep_alive_);
+  }
+
+  // POST /admin/shards/{n}/crash (debug.fault-injection only; 404 otherwise).
+  void handle_admin(http::verb method, const std::string& path) {
+    static constexpr std::string_view prefix = "/admin/shards/", suffix = "/crash";
+    std::string_view p = path;
+    if (p.size() > prefix.size() + suffix.size() && p.substr(0, prefix.size()) == prefix &&
+        p.substr(p.size() - suffix.size()) == suffix) {
+      auto digits = p.substr(prefix.size(), p.size() - prefix.size() - suffix.size());
+      std::uint64_t n = 0;
+      bool ok = !digits.empty() && digits.size() <= 6;
+      for (char c : digits) {
+        ok = ok && c >= '0' && c <= '9';
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      if (ok) {
+        if (method != http::verb::post)
+          return send_simple(http::status::method_not_allowed, "method_not_allowed",
+                             "use POST for " + path, keep_alive_);
+        auto self = shared_from_this();
+        shared_->b.crash_shard(n, [self](http_reply r) {
+          asio::post(self->stream_.get_executor(), [self, r = std::move(r)] {
+            self->send(r.status, r.content_type, std::move(r.body));
+          });
+        });
+        return;
+      }
     }
     send_simple(http::status::not_found, "not_found", "no such endpoint: " + path, keep_alive_);
   }
@@ -419,6 +483,7 @@ struct server::impl {
   std::vector<std::thread> threads;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::uint16_t port = 0;
+  std::chrono::steady_clock::time_point last_accept_log{};
 
   impl(bridge& b, server_options o)
       : ioc(static_cast<int>(std::max<std::size_t>(1, o.io_threads))),
@@ -428,8 +493,14 @@ struct server::impl {
     acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
       if (ec) {
-        // EMFILE/ENFILE: descriptors run out. Keep serving, try again shortly.
-        spdlog::warn("net: accept failed: {}; retrying in 100 ms", ec.message());
+        // EMFILE/ENFILE: descriptors run out. Keep serving the connections we
+        // have and try again shortly; log once per burst, not every 100 ms.
+        shared->b.metrics().accept_failures.fetch_add(1);
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_accept_log > std::chrono::seconds(10)) {
+          last_accept_log = now;
+          spdlog::warn("net: accept failed: {}; retrying every 100 ms", ec.message());
+        }
         retry_timer.expires_after(std::chrono::milliseconds(100));
         retry_timer.async_wait([this](beast::error_code e) {
           if (!e && acceptor.is_open()) do_accept();

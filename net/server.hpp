@@ -28,7 +28,8 @@ struct server_options {
   std::size_t max_write_queue_bytes = 16 << 20;  // per WebSocket, before it is shed
   std::chrono::milliseconds ping_interval{20000};
   std::chrono::milliseconds idle_timeout{60000};
-  std::chrono::milliseconds http_timeout{30000};
+  std::chrono::milliseconds write_timeout{10000};
+  std::chrono::milliseconds http_timeout{10000};
 };
 
 class server {

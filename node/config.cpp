@@ -38,6 +38,8 @@ node_config::node_config() {
   query_timeout = span(settings.query_timeout);
   ping_interval = span(net.ping_interval);
   idle_timeout = span(net.idle_timeout);
+  write_timeout = span(net.write_timeout);
+  http_timeout = span(net.http_timeout);
   opt_group{custom_options_, "node"}.add(settings.node_name, "name",
                                          "name of this node, in logs, welcome and cluster");
   opt_group{custom_options_, "net"}
@@ -50,7 +52,11 @@ node_config::node_config() {
          "open WebSockets at most; further ones are closed with 1013")
     .add(net.max_body_bytes, "max-body-bytes", "largest HTTP request body (413 above)")
     .add(ping_interval, "ping-interval", "WebSocket ping period (0 = no pings)")
-    .add(idle_timeout, "idle-timeout", "close a WebSocket that sent nothing for this long");
+    .add(idle_timeout, "idle-timeout", "close a WebSocket that sent nothing for this long")
+    .add(write_timeout, "write-timeout",
+         "close a connection whose peer has not taken a write for this long")
+    .add(http_timeout, "http-timeout",
+         "longest wait for an HTTP request's headers and body (slow clients are cut off)");
   opt_group{custom_options_, "session"}.add(
     settings.session_max_unacked, "max-unacked",
     "readings in flight per connection before the node stops reading its socket");
@@ -74,6 +80,9 @@ node_config::node_config() {
     .add(cluster_seeds, "seeds", "host:port of cluster members to join");
   opt_group{custom_options_, "auth"}.add(auth_tokens_file, "tokens-file",
                                          "device and reader tokens (empty = auth off)");
+  opt_group{custom_options_, "debug"}.add(
+    settings.fault_injection, "fault-injection",
+    "allow POST /admin/shards/{n}/crash (tests and demos only)");
   opt_group{custom_options_, "log"}.add(log_level, "level",
                                         "trace, debug, info, warn, error or critical");
 }
@@ -84,6 +93,8 @@ void node_config::finish() {
   settings.query_timeout = ms(query_timeout);
   net.ping_interval = ms(ping_interval);
   net.idle_timeout = ms(idle_timeout);
+  net.write_timeout = ms(write_timeout);
+  net.http_timeout = ms(http_timeout);
 }
 
 std::string node_config::validate() const {
@@ -98,6 +109,8 @@ std::string node_config::validate() const {
   if (net.max_body_bytes < 1024) return "net.max-body-bytes must be at least 1024";
   if (ping_interval.count() < 0) return "net.ping-interval must not be negative";
   if (idle_timeout.count() <= 0) return "net.idle-timeout must be positive";
+  if (write_timeout.count() <= 0) return "net.write-timeout must be positive";
+  if (http_timeout.count() <= 0) return "net.http-timeout must be positive";
   if (!positive(settings.session_max_unacked)) return "session.max-unacked must be positive";
   if (!positive(settings.batch_max_readings)) return "batch.max-readings must be positive";
   if (batch_max_delay.count() <= 0) return "batch.max-delay must be positive";

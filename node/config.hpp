@@ -32,6 +32,8 @@ class node_config : public caf::actor_system_config {
   caf::timespan query_timeout;
   caf::timespan ping_interval;
   caf::timespan idle_timeout;
+  caf::timespan write_timeout;
+  caf::timespan http_timeout;
 
   // Copies the timespans into settings/net (CAF stores them as timespan).
   void finish();

@@ -1,5 +1,5 @@
 // The shard actor against a real RocksDB in a temp dir: flush policy (size
-// and time), acks after the write, dedupe, overload, last_seq.
+// and time), acks after the write, dedupe, last_seq, restarts and resends.
 
 #include <catch2/catch.hpp>
 
@@ -9,6 +9,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/atoms.hpp"
+#include "storage/query.hpp"
 #include "tests/support/process.hpp"
 
 using namespace pulse;
@@ -33,6 +34,12 @@ reading_batch make_batch(const std::string& device, std::uint64_t first_seq, std
   return b;
 }
 
+// Sends like a session: (write_atom, ticket, batch).
+void write(caf::scoped_actor& self, const caf::actor& shard, std::uint64_t ticket,
+           reading_batch b) {
+  self->send(shard, write_atom::value, ticket, std::move(b));
+}
+
 struct fixture {
   test::temp_dir dir;
   caf::actor_system_config cfg;
@@ -41,6 +48,7 @@ struct fixture {
 
   explicit fixture(std::size_t max_readings, std::chrono::milliseconds max_delay,
                    std::size_t max_pending = 1000000) {
+    ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(4);
     ctx->settings.batch_max_readings = max_readings;
     ctx->settings.batch_max_delay = max_delay;
     ctx->settings.batch_max_pending = max_pending;
@@ -57,15 +65,16 @@ TEST_CASE("a shard flushes when batch.max-readings is reached, and acks after th
   fixture f{3, 10s};
   auto shard = spawn_shard(f.sys, f.ctx, 0);
   caf::scoped_actor self{f.sys};
-  self->send(shard, write_atom::value, make_batch("d", 1, 2));
+  write(self, shard, 1, make_batch("d", 1, 2));
   bool acked = false;
-  self->receive([&](ack_atom, ack_list&, std::uint64_t) { acked = true; },
+  self->receive([&](ack_atom, std::uint64_t, ack_list&, std::uint64_t) { acked = true; },
                 caf::after(std::chrono::milliseconds(300)) >> [] {});
   CHECK_FALSE(acked);  // 2 < 3 readings and the delay is 10 s: still buffered
-  self->send(shard, write_atom::value, make_batch("d", 3, 1));
+  write(self, shard, 2, make_batch("d", 3, 1));
   self->receive(
-    [&](ack_atom, ack_list& acks, std::uint64_t count) {
-      CHECK(count == 3);
+    [&](ack_atom, std::uint64_t index, ack_list& acks, std::uint64_t ticket) {
+      CHECK(index == 0);
+      CHECK(ticket == 2);  // both writes are done
       REQUIRE(acks.size() == 1);
       CHECK(acks[0] == std::make_pair(std::string{"d"}, std::uint64_t{3}));
       storage::status st;
@@ -82,8 +91,8 @@ TEST_CASE("a shard flushes batch.max-delay after the first buffered reading") {
   auto shard = spawn_shard(f.sys, f.ctx, 0);
   caf::scoped_actor self{f.sys};
   auto t0 = std::chrono::steady_clock::now();
-  self->send(shard, write_atom::value, make_batch("d", 1, 1));
-  self->receive([&](ack_atom, ack_list& acks, std::uint64_t count) { CHECK(count == 1); },
+  write(self, shard, 7, make_batch("d", 1, 1));
+  self->receive([&](ack_atom, std::uint64_t, ack_list&, std::uint64_t ticket) { CHECK(ticket == 7); },
                 caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack"); });
   auto waited = std::chrono::steady_clock::now() - t0;
   CHECK(waited >= 90ms);
@@ -96,15 +105,15 @@ TEST_CASE("duplicates are acked but not stored; last_seq answers what is durable
   auto shard = spawn_shard(f.sys, f.ctx, 0);
   caf::scoped_actor self{f.sys};
   auto expect_ack = [&](std::uint64_t seq) {
-    self->receive([&](ack_atom, ack_list& acks, std::uint64_t) {
+    self->receive([&](ack_atom, std::uint64_t, ack_list& acks, std::uint64_t) {
                     REQUIRE(acks.size() == 1);
                     CHECK(acks[0].second == seq);
                   },
                   caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack"); });
   };
-  self->send(shard, write_atom::value, make_batch("d", 1, 5));
+  write(self, shard, 1, make_batch("d", 1, 5));
   expect_ack(5);
-  self->send(shard, write_atom::value, make_batch("d", 4, 1));
+  write(self, shard, 2, make_batch("d", 4, 1));
   expect_ack(4);
   self->request(shard, 5s, last_seq_atom::value, std::string{"d"})
     .receive([](std::uint64_t s) { CHECK(s == 5); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
@@ -115,23 +124,73 @@ TEST_CASE("duplicates are acked but not stored; last_seq answers what is durable
   self->send_exit(shard, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("a shard past batch.max-pending rejects instead of dropping") {
-  fixture f{1000, 10s, 4};
-  auto shard = spawn_shard(f.sys, f.ctx, 0);
+TEST_CASE("a crashed shard loses only its buffer; the writer's resend stores every reading once") {
+  fixture f{1000, 10s};  // nothing flushes by itself: stop or last_seq do
+  f.ctx->settings.shards = 1;
+  f.ctx->settings.fault_injection = true;
+  auto router = spawn_router(f.sys, f.ctx);
+  auto sup = spawn_supervisor(f.sys, f.ctx, router);
   caf::scoped_actor self{f.sys};
-  self->send(shard, write_atom::value, make_batch("d", 1, 3));
-  self->send(shard, write_atom::value, make_batch("d", 4, 3));
+  auto table = [&] {
+    std::vector<caf::actor> out;
+    self->request(router, 5s, shards_atom::value)
+      .receive([&](std::vector<caf::actor>& s) { out = std::move(s); },
+               [](caf::error& e) { FAIL(caf::to_string(e)); });
+    return out;
+  };
+  auto first = table().at(0);
+  // 1..3 made durable (last_seq flushes first), 4..6 only buffered
+  write(self, first, 1, make_batch("d", 1, 3));
+  self->request(first, 5s, last_seq_atom::value, std::string{"d"})
+    .receive([](std::uint64_t s) { CHECK(s == 3); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
+  self->receive([&](ack_atom, std::uint64_t, ack_list&, std::uint64_t ticket) { CHECK(ticket == 1); },
+                caf::after(5s) >> [] { FAIL("no ack"); });
+  write(self, first, 2, make_batch("d", 4, 3));
+  self->request(sup, 5s, crash_atom::value, std::uint64_t{0})
+    .receive([](bool ok) { CHECK(ok); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
+  caf::actor second;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline && (!second || second == first)) {
+    second = table().at(0);
+    std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(second != first);
+  CHECK(f.ctx->metrics.shard_restarts.load() == 1);
+  // the writer resends everything unacked, here both writes (the first one
+  // again on purpose: a resend of what is stored must not store it twice)
+  write(self, second, 1, make_batch("d", 1, 3));
+  write(self, second, 2, make_batch("d", 4, 3));
+  self->send(second, stop_atom::value);
   self->receive(
-    [&](reject_atom, std::string& device, std::uint64_t count, std::string& why) {
-      CHECK(device == "d");
-      CHECK(count == 3);
-      CHECK(why.find("max-pending") != std::string::npos);
+    [&](ack_atom, std::uint64_t, ack_list& acks, std::uint64_t ticket) {
+      CHECK(ticket == 2);
+      REQUIRE(acks.size() == 1);
+      CHECK(acks[0].second == 6);
     },
-    caf::after(std::chrono::seconds(5)) >> [] { FAIL("no reject"); });
-  // stop flushes the buffer: the first three are acked
-  self->send(shard, stop_atom::value);
-  self->receive([&](ack_atom, ack_list& acks, std::uint64_t count) { CHECK(count == 3); },
-                caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack on stop"); });
+    caf::after(5s) >> [] { FAIL("no ack from the restarted shard"); });
+  storage::status st;
+  auto rec = f.ctx->db->load_device("d", st);
+  REQUIRE(rec);
+  CHECK(rec->last_seq == 6);
+  std::string next;
+  auto rows = storage::read_readings(*f.ctx->db, "d", 0, INT64_MAX, 100, "", next, st);
+  CHECK(rows.size() == 6);
+  self->send_exit(sup, caf::exit_reason::user_shutdown);
+  self->send_exit(router, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("crash requests are refused when fault injection is off") {
+  fixture f{1000, 10s};
+  f.ctx->settings.shards = 1;
+  auto router = spawn_router(f.sys, f.ctx);
+  auto sup = spawn_supervisor(f.sys, f.ctx, router);
+  caf::scoped_actor self{f.sys};
+  self->request(sup, 5s, crash_atom::value, std::uint64_t{0})
+    .receive([](bool ok) { CHECK_FALSE(ok); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
+  self->request(sup, 5s, stop_atom::value)
+    .receive([](bool ok) { CHECK(ok); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
+  CHECK(f.ctx->metrics.shard_restarts.load() == 0);
+  self->send_exit(router, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("the supervisor restarts a killed shard, and marks the node unhealthy past max-restarts") {
@@ -164,8 +223,8 @@ TEST_CASE("the supervisor restarts a killed shard, and marks the node unhealthy 
   CHECK(f.ctx->metrics.shard_restarts.load() == 1);
   CHECK(f.ctx->healthy.load());
   // the new instance takes writes and acks them
-  self->send(second, write_atom::value, make_batch("d", 1, 1));
-  self->receive([&](ack_atom, ack_list& acks, std::uint64_t count) { CHECK(count == 1); },
+  write(self, second, 1, make_batch("d", 1, 1));
+  self->receive([&](ack_atom, std::uint64_t, ack_list&, std::uint64_t ticket) { CHECK(ticket == 1); },
                 caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack from the restarted shard"); });
   // a second death within the window is one too many: unhealthy, not restarted again
   self->send_exit(second, caf::exit_reason::kill);
