@@ -83,7 +83,12 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     websocket::stream_base::timeout t;
     t.handshake_timeout = std::chrono::seconds(10);
     t.idle_timeout = shared_->opts.idle_timeout;
-    t.keep_alive_pings = false;  // our own ping timer runs at net.ping-interval
+    // Beast re-arms its idle timer only when a read starts, so without its
+    // keep-alive pings a peer that only answers pings (a subscriber) would be
+    // closed after idle_timeout. With them, any frame received (a pong too)
+    // resets the count, and a peer silent for idle_timeout is closed. Our own
+    // timer still pings every net.ping-interval.
+    t.keep_alive_pings = true;
     ws_.set_option(t);
     ws_.read_message_max(shared_->opts.max_frame_bytes);
     ws_.auto_fragment(false);

@@ -1,6 +1,8 @@
 #include "node/config.hpp"
 
 #include <algorithm>
+#include <string_view>
+#include <vector>
 
 
 #include <caf/config_option_set.hpp>
@@ -85,6 +87,37 @@ node_config::node_config() {
     "allow POST /admin/shards/{n}/crash (tests and demos only)");
   opt_group{custom_options_, "log"}.add(log_level, "level",
                                         "trace, debug, info, warn, error or critical");
+}
+
+std::string node_config::parse_command_line(int argc, char** argv) {
+  struct bool_key {
+    std::string_view name;
+    bool* value;
+  };
+  const bool_key keys[] = {{"storage.sync", &settings.storage_sync},
+                           {"debug.fault-injection", &settings.fault_injection}};
+  std::vector<char*> rest;
+  std::vector<std::pair<bool*, bool>> later;
+  for (int i = 0; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    bool taken = false;
+    for (auto& k : keys) {
+      if (arg.size() <= k.name.size() + 3 || arg.substr(0, 2) != "--" ||
+          arg.substr(2, k.name.size()) != k.name || arg[k.name.size() + 2] != '=')
+        continue;
+      auto v = arg.substr(k.name.size() + 3);
+      if (v == "true" || v == "1" || v == "yes" || v == "on") later.emplace_back(k.value, true);
+      else if (v == "false" || v == "0" || v == "no" || v == "off") later.emplace_back(k.value, false);
+      else return "bad value for " + std::string{k.name} + ": \"" + std::string{v} +
+                  "\" (true or false)";
+      taken = true;
+    }
+    if (!taken) rest.push_back(argv[i]);
+  }
+  if (auto err = parse(static_cast<int>(rest.size()), rest.data()))
+    return caf::actor_system_config::render(err);
+  for (auto& [p, v] : later) *p = v;
+  return {};
 }
 
 void node_config::finish() {

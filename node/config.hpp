@@ -16,6 +16,14 @@ class node_config : public caf::actor_system_config {
  public:
   node_config();
 
+  // caf::actor_system_config::parse, plus `--key=true|false` for bool keys:
+  // CAF 0.17 takes a bool only as a bare flag on the command line
+  // (`--storage.sync`), while DESIGN.md promises `--section.key=value` for
+  // every key. Bool values are taken out of argv and applied after CAF has
+  // read the file and the rest, so the command line still wins.
+  // Empty string = fine, else the message for the user.
+  std::string parse_command_line(int argc, char** argv);
+
   // CAF's INI reader skips unknown keys and drops bad values silently; this
   // reads the file again and names the first unknown key or bad value.
   // Then checks the ranges CAF cannot express. Empty string = fine.

@@ -19,8 +19,8 @@
 
 int main(int argc, char** argv) {
   pulse::node_config cfg;
-  if (auto err = cfg.parse(argc, argv)) {
-    std::cerr << "pulse-node: " << caf::actor_system_config::render(err) << "\n";
+  if (auto problem = cfg.parse_command_line(argc, argv); !problem.empty()) {
+    std::cerr << "pulse-node: " << problem << "\n";
     return 2;
   }
   if (cfg.cli_helptext_printed) return 0;

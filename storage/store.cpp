@@ -9,6 +9,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "storage/keys.hpp"
 #include "storage/meta.hpp"
@@ -57,6 +58,13 @@ rocksdb::ColumnFamilyOptions cf_options(const std::shared_ptr<rocksdb::Cache>& c
 }  // namespace
 
 std::unique_ptr<store> store::open(const store_options& opts, status& st) {
+  // RocksDB creates the last directory only; storage.path may be nested.
+  std::error_code ec;
+  std::filesystem::create_directories(opts.path, ec);
+  if (ec) {
+    st = status::error("cannot create " + opts.path + ": " + ec.message());
+    return nullptr;
+  }
   rocksdb::DBOptions dbo;
   dbo.create_if_missing = true;
   dbo.create_missing_column_families = true;
