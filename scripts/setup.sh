@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Pulse builds with (only those missing) and
 # builds it into build/ (or $PULSE_BUILD_DIR). Used by demo.sh, test.sh and CI.
+#   --fuzz      also install clang and libFuzzer (scripts/fuzz.sh)
+#   --no-build  install packages only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ ccache pkg-config
   libcaf-dev libboost1.81-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev
   catch2 libsimdjson-dev libzip-dev libpugixml-dev curl)
+build=1
+for arg in "$@"; do
+  case $arg in
+    # libFuzzer and clang's sanitizer runtimes are in libclang-rt-14-dev, which
+    # clang-14 only recommends (and recommends are not installed here);
+    # llvm-14 brings llvm-symbolizer for readable stack traces.
+    --fuzz) packages+=(clang-14 libclang-rt-14-dev llvm-14) ;;
+    --no-build) build=0 ;;
+    *) echo "setup: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,6 +32,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+((build)) || exit 0
 build_dir=${PULSE_BUILD_DIR:-build}
 build_type=${PULSE_BUILD_TYPE:-RelWithDebInfo}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" ${PULSE_CMAKE_ARGS:-} >/dev/null
