@@ -335,6 +335,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
  private:
   void do_read() {
+    head_ = false;
     parser_.emplace();
     parser_->header_limit(16 * 1024);
     parser_->body_limit(shared_->opts.max_body_bytes);
@@ -376,6 +377,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   void handle(http::request<http::string_body> req) {
     keep_alive_ = req.keep_alive();
+    head_ = req.method() == http::verb::head;
     auto target = std::string(req.target());
     auto path = target.substr(0, target.find('?'));
     bool get = req.method() == http::verb::get || req.method() == http::verb::head;
@@ -454,6 +456,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
     res_->keep_alive(keep_alive_);
     res_->body() = std::move(body);
     res_->prepare_payload();
+    // HEAD: the GET answer's headers, no body (a body would be read by a
+    // keep-alive client as the start of the next response).
+    if (head_) res_->body().clear();
     stream_.expires_after(shared_->opts.http_timeout);
     http::async_write(stream_, *res_,
                       beast::bind_front_handler(&http_session::on_write, shared_from_this()));
@@ -476,6 +481,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<http::response<http::string_body>> res_;
   bool keep_alive_ = true;
+  bool head_ = false;
 };
 
 }  // namespace
