@@ -127,7 +127,7 @@ caf::actor spawn_session(caf::actor_system& sys, context_ptr ctx,
 caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx);
 caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx);
 void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, std::string body,
-                  http_callback done);
+                  std::optional<auth::grant> writer, http_callback done);
 
 std::int64_t now_ms();
 
@@ -140,3 +140,4 @@ void append_live_entry(std::string& out, const std::string& device, std::int64_t
 }  // namespace pulse
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::http_callback)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<pulse::auth::grant>)

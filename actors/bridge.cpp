@@ -86,9 +86,9 @@ class actor_bridge final : public bridge {
   }
 
   void http(std::string method, std::string target, std::string body,
-            http_callback done) override {
+            std::optional<auth::grant> writer, http_callback done) override {
     if (method == "POST") {
-      spawn_ingest(sys_, ctx_, router_, std::move(body), std::move(done));
+      spawn_ingest(sys_, ctx_, router_, std::move(body), std::move(writer), std::move(done));
       return;
     }
     caf::anon_send(query_, query_atom::value, std::move(method), std::move(target),

@@ -11,9 +11,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "actors/auth.hpp"
 #include "actors/metrics.hpp"
 
 namespace caf {
@@ -58,6 +60,8 @@ struct node_settings {
   std::chrono::milliseconds supervisor_window{60000};
   std::chrono::milliseconds query_timeout{10000};
   bool fault_injection = false;  // debug.fault-injection: POST /admin/shards/{n}/crash
+  // auth.tokens-file, loaded; null = auth off (the node then keeps to loopback).
+  std::shared_ptr<const auth::token_store> tokens;
 };
 
 class bridge {
@@ -83,9 +87,11 @@ class bridge {
                                                 std::string peer) = 0;
 
   // HTTP requests that need the actors: GET /api/..., POST /api/v1/readings.
-  // `done` is called exactly once, from an actor thread.
+  // `done` is called exactly once, from an actor thread. `writer`: with auth
+  // on, the rights of the POST's bearer token (every device in the body must
+  // be covered, else 401); nullopt with auth off.
   virtual void http(std::string method, std::string target, std::string body,
-                    http_callback done) = 0;
+                    std::optional<auth::grant> writer, http_callback done) = 0;
 
   // /readyz: shards up (and, later, cluster joined).
   virtual bool ready() const = 0;

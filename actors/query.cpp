@@ -129,7 +129,8 @@ void maybe_finish(ingest_ptr self) {
 }  // namespace
 
 caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr ctx,
-                           caf::actor router, std::string body, http_callback done) {
+                           caf::actor router, std::string body, std::optional<auth::grant> writer,
+                           http_callback done) {
   auto& st = self->state;
   st.ctx = ctx;
   st.done = std::move(done);
@@ -152,6 +153,14 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
     answer_error(self, 400, wire::error_code::invalid_reading, "the body holds no readings");
     return {};
   }
+  if (writer)
+    for (auto& b : frame->batches)
+      if (!writer->may_write(b.device)) {
+        ctx->metrics.count_error(wire::error_code::unauthorized);
+        answer_error(self, 401, wire::error_code::unauthorized,
+                     "the token may not write readings of " + b.device + "; nothing stored");
+        return {};
+      }
   self->delayed_send(self, ctx->settings.query_timeout, timeout_atom::value);
   self->send(router, join_atom::value, caf::actor{self});
   self->request(router, std::chrono::seconds(10), shards_atom::value)
@@ -218,8 +227,9 @@ caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx) {
 }
 
 void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, std::string body,
-                  http_callback done) {
-  sys.spawn(ingest_actor, std::move(ctx), std::move(router), std::move(body), std::move(done));
+                  std::optional<auth::grant> writer, http_callback done) {
+  sys.spawn(ingest_actor, std::move(ctx), std::move(router), std::move(body), std::move(writer),
+            std::move(done));
 }
 
 }  // namespace pulse

@@ -34,7 +34,9 @@ struct session_state {
   wire::frame frame;
   write_window window;
   bool reading = true;
-  bool shed = false;      // refused a frame for overload; closing
+  bool shed = false;      // refused a frame for overload, or unauthorized; closing
+  bool authed = false;    // auth on: a hello with a good token was seen
+  auth::grant grant;      // auth on: what that token may do
   bool stopping = false;  // node shutting down: frames are no longer taken
   std::unordered_set<std::string> devices;  // seen on this connection (online registry)
   std::vector<std::string> out;             // frames to send, reused
@@ -130,6 +132,50 @@ void send_write(session_ptr self, std::size_t shard, reading_batch&& b) {
   st.window.push(shard, ticket, n, std::move(msg));
 }
 
+// Auth on: a frame before a good hello, a bad token, or a device the token
+// does not cover ends the connection with `unauthorized` and 1008.
+void refuse(session_state& st, const std::string& why) {
+  send_error(st, wire::error_code::unauthorized, why);
+  st.shed = true;
+  st.sink->close(1008, "unauthorized");
+}
+
+// With auth on, checks the frame against the connection's token; false if
+// the connection has been refused.
+bool authorize(session_ptr self, const wire::frame& f) {
+  auto& st = self->state;
+  auto& tokens = st.ctx->settings.tokens;
+  if (!tokens) return true;
+  if (f.hello) {
+    auto g = tokens->find(f.hello->token);
+    bool ok = !g.none() && (f.hello->device.empty() ? g.may_read() : g.may_write(f.hello->device) || g.may_read());
+    if (!ok) {
+      refuse(st, f.hello->token.empty() ? "hello needs a token (auth is on)"
+                                        : "the token is unknown or not valid for this device");
+      return false;
+    }
+    st.authed = true;
+    st.grant = std::move(g);
+  }
+  if (!st.authed) {
+    if (f.readings() > 0 || !f.subscribe.empty() || !f.unsubscribe.empty() || !f.errors.empty()) {
+      refuse(st, "send a hello with a token first (auth is on)");
+      return false;
+    }
+    return true;
+  }
+  for (auto& b : f.batches)
+    if (!b.empty() && !st.grant.may_write(b.device)) {
+      refuse(st, "the token may not write readings of " + b.device);
+      return false;
+    }
+  if (!f.subscribe.empty() && !st.grant.may_read()) {
+    refuse(st, "subscribing needs a reader token");
+    return false;
+  }
+  return true;
+}
+
 void handle_frame(session_ptr self, std::string& text) {
   auto& st = self->state;
   if (st.shed || st.stopping) return;
@@ -138,6 +184,7 @@ void handle_frame(session_ptr self, std::string& text) {
   m.bytes_in.fetch_add(text.size(), std::memory_order_relaxed);
   st.parser.parse(text, now_ms(), st.frame);
   auto& f = st.frame;
+  if (!authorize(self, f)) return;
   if (!f.errors.empty()) {
     st.out.clear();
     for (auto& e : f.errors) {
@@ -147,7 +194,16 @@ void handle_frame(session_ptr self, std::string& text) {
     st.sink->send_texts(std::move(st.out));
     st.out = {};
   }
-  if (f.hello) handle_hello(self, f.hello->device);
+  if (f.hello) {
+    if (!f.hello->device.empty()) {
+      handle_hello(self, f.hello->device);
+    } else {  // a reader's hello: nothing to resume
+      std::string w = "{\"welcome\":{\"node\":";
+      wire::append_json_string(w, st.ctx->settings.node_name);
+      w += "}}";
+      st.sink->send_text(std::move(w));
+    }
+  }
   if (!f.subscribe.empty()) {
     // Register first, then read the snapshot: an update may come before the
     // snapshot, never go missing between them.

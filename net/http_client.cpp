@@ -110,7 +110,8 @@ class http_call {
 bool http_request(const std::string& host, std::uint16_t port, const std::string& method,
                   const std::string& target, const std::string& body, http_response& out,
                   std::string& error, std::chrono::milliseconds timeout,
-                  const std::string& content_type) {
+                  const std::string& content_type,
+                  const std::vector<std::pair<std::string, std::string>>& headers) {
   http::request<http::string_body> req;
   auto verb = http::string_to_verb(method);
   if (verb == http::verb::unknown) {
@@ -132,6 +133,7 @@ bool http_request(const std::string& host, std::uint16_t port, const std::string
     req.set(http::field::content_type, content_type);
     req.body() = body;
   }
+  for (auto& [name, value] : headers) req.set(name, value);
   req.prepare_payload();
 
   asio::io_context ioc;

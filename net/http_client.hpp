@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace pulse::net {
 
@@ -30,6 +32,7 @@ constexpr std::size_t max_http_response_bytes = 256u << 20;
 bool http_request(const std::string& host, std::uint16_t port, const std::string& method,
                   const std::string& target, const std::string& body, http_response& out,
                   std::string& error, std::chrono::milliseconds timeout = std::chrono::seconds(10),
-                  const std::string& content_type = "application/json");
+                  const std::string& content_type = "application/json",
+                  const std::vector<std::pair<std::string, std::string>>& headers = {});
 
 }  // namespace pulse::net

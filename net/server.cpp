@@ -393,6 +393,19 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (path.rfind("/admin/", 0) == 0) return handle_admin(req.method(), path);
     if (path.rfind("/api/", 0) == 0) {
       std::string method(req.method_string());
+      std::optional<auth::grant> writer;
+      if (auto& tokens = shared_->b.settings().tokens) {
+        auto g = tokens->find(auth::bearer_token(req[http::field::authorization]));
+        bool post = req.method() == http::verb::post;
+        if (g.none() || (!post && !g.may_read())) {
+          shared_->b.metrics().count_error(wire::error_code::unauthorized);
+          return send_simple(http::status::unauthorized, "unauthorized",
+                             g.none() ? "a valid Authorization: Bearer token is required"
+                                      : "this token may not read",
+                             keep_alive_);
+        }
+        if (post) writer = std::move(g);
+      }
       if (path == "/api/v1/readings") {
         if (req.method() != http::verb::post)
           return send_simple(http::status::method_not_allowed, "method_not_allowed",
@@ -403,7 +416,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
       }
       auto self = shared_from_this();
       shared_->b.http(method == "HEAD" ? "GET" : method, target, std::move(req.body()),
-                      [self](http_reply r) {
+                      std::move(writer), [self](http_reply r) {
                         asio::post(self->stream_.get_executor(), [self, r = std::move(r)] {
                           self->send(r.status, r.content_type, std::move(r.body));
                         });
@@ -453,6 +466,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
                                                                 11);
     res_->set(http::field::server, "pulse-node");
     res_->set(http::field::content_type, content_type);
+    if (status == 401) res_->set(http::field::www_authenticate, "Bearer");
     res_->keep_alive(keep_alive_);
     res_->body() = std::move(body);
     res_->prepare_payload();

@@ -158,8 +158,24 @@ std::string node_config::validate() const {
     return "log.level must be one of trace, debug, info, warn, error, critical, off";
   if (cluster_port != 0 || !cluster_seeds.empty())
     return "cluster.port/cluster.seeds: clustering is not available in this version of pulse-node";
-  if (!auth_tokens_file.empty())
-    return "auth.tokens-file: authentication is not available in this version of pulse-node";
+  if (auth_tokens_file.empty()) {
+    // Without tokens anybody who reaches the port may write and read.
+    auto& a = net.address;
+    bool loopback = a.rfind("127.", 0) == 0 || a == "::1";
+    if (!loopback)
+      return "net.address " + a +
+             " is not loopback: with auth off (no auth.tokens-file) the node listens on "
+             "127.0.0.1 only; set auth.tokens-file to serve other machines";
+  }
+  return {};
+}
+
+std::string node_config::load_tokens() {
+  if (auth_tokens_file.empty()) return {};
+  std::string error;
+  auto store = auth::token_store::load(auth_tokens_file, error);
+  if (!store) return "auth.tokens-file: " + error;
+  settings.tokens = std::make_shared<const auth::token_store>(std::move(*store));
   return {};
 }
 

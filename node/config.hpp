@@ -45,6 +45,9 @@ class node_config : public caf::actor_system_config {
 
   // Copies the timespans into settings/net (CAF stores them as timespan).
   void finish();
+  // Reads auth.tokens-file into settings.tokens (nothing when empty).
+  // Empty string = fine, else the message for the user.
+  std::string load_tokens();
 };
 
 }  // namespace pulse

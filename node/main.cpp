@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   cfg.finish();
+  if (auto problem = cfg.load_tokens(); !problem.empty()) {
+    std::cerr << "pulse-node: " << problem << "\n";
+    return 2;
+  }
   auto logger = spdlog::stderr_color_mt("pulse");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
@@ -51,8 +55,12 @@ int main(int argc, char** argv) {
                cfg.settings.storage_path, cfg.settings.storage_sync, cfg.settings.shards,
                cfg.net.io_threads, cfg.settings.batch_max_readings,
                cfg.settings.batch_max_delay.count());
-  if (cfg.net.address == "127.0.0.1")
-    spdlog::info("auth is off; listening on loopback only");
+  if (auto& tokens = cfg.settings.tokens)
+    spdlog::info("auth is on: {} device and {} reader tokens from {}",
+                 tokens->count(pulse::auth::role::device), tokens->count(pulse::auth::role::reader),
+                 cfg.auth_tokens_file);
+  else
+    spdlog::info("auth is off (no auth.tokens-file): listening on loopback only");
   // The start-up line scripts and tests wait for, on stdout.
   std::printf("pulse-node %s listening on %s:%u\n", cfg.settings.node_name.c_str(),
               cfg.net.address.c_str(), static_cast<unsigned>(server.port()));

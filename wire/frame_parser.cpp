@@ -817,7 +817,7 @@ frame_parser::impl::flow frame_parser::impl::parse_hello(od::value& v, reading_d
       hello.token.assign(s);
     }
   }
-  if (!has_device) {
+  if (!has_device && !has_token) {  // a reader's hello may carry only its token
     d.problems.push_back("hello.device is missing");
     ok = false;
   }

@@ -379,6 +379,11 @@ TEST_CASE("hello, subscribe, unsubscribe", "[wire][control]") {
     f = test::parse(p, R"({"hello":{"device":"meter-7"}})");
     REQUIRE(f.hello);
     CHECK(f.hello->token.empty());
+    f = test::parse(p, R"({"hello":{"token":"reader"}})");  // a reader: no device
+    REQUIRE(f.errors.empty());
+    REQUIRE(f.hello);
+    CHECK(f.hello->device.empty());
+    CHECK(f.hello->token == "reader");
   }
   SECTION("bad hello") {
     auto f = test::parse(p, R"({"hello":{"device":"bad id"}})");
@@ -387,7 +392,7 @@ TEST_CASE("hello, subscribe, unsubscribe", "[wire][control]") {
     CHECK(f.errors[0].code == error_code::invalid_reading);
     CHECK(f.errors[0].message ==
           "hello.device is not a valid device id (1-128 characters of A-Za-z0-9:._-)");
-    CHECK(bad_reading(p, R"({"hello":{"token":"t"}})").message == "hello.device is missing");
+    CHECK(bad_reading(p, R"({"hello":{}})").message == "hello.device is missing");
     CHECK(bad_reading(p, R"({"hello":"meter-7"})").message == "hello is not an object");
     CHECK(bad_reading(p, R"({"hello":{"device":"d","x":1}})").message == "hello: unknown field x");
     CHECK(bad_reading(p, R"({"hello":{"device":"d","token":5}})").message ==
