@@ -64,16 +64,22 @@ void send_error(session_state& st, wire::error_code code, std::string message,
   st.sink->send_text(wire::encode_error(wire::wire_error{code, std::move(message), seq}));
 }
 
+// Stops reading the socket (TCP pushes back on the client) while this session
+// has session.max-unacked readings in flight (until acks bring it under half),
+// or while it waits for a shard that holds over half of batch.max-pending:
+// then each session keeps at most one round in flight to it, so a busy shard
+// slows its writers down long before anyone has to be shed.
 void update_reading(session_state& st) {
   auto max = st.ctx->settings.session_max_unacked;
   auto unacked = st.window.readings();
-  if (st.reading && unacked >= max) {
-    st.reading = false;
-    st.sink->set_reading(false);
-  } else if (!st.reading && unacked <= max / 2) {
-    st.reading = true;
-    st.sink->set_reading(true);
-  }
+  bool pause = st.reading ? unacked >= max : unacked > max / 2;
+  auto soft = st.ctx->settings.batch_max_pending / 2;
+  for (std::size_t i = 0; !pause && i < st.window.shards(); ++i)
+    pause = !st.window.pending(i).empty() &&
+            st.ctx->shard_load[i].load(std::memory_order_relaxed) > soft;
+  if (st.reading == !pause) return;
+  st.reading = !pause;
+  st.sink->set_reading(st.reading);
 }
 
 // Answers a hello with the device's durable last_seq. Asks again (a few
