@@ -368,3 +368,52 @@ TEST_CASE("out of file descriptors: accept fails, the node survives and accepts 
   std::cout << "[reliability] EMFILE: accept failures counted "
             << metric(port, "pulse_accept_failures_total") << ", node still serving\n";
 }
+
+TEST_CASE("a frame that would put a shard past batch.max-pending is refused with its seq and 1013",
+          "[reliability]") {
+  test::temp_dir dir;
+  // One shard that flushes only after 2 s: what is sent stays pending.
+  auto node = test::start_node(dir.path() + "/db", {"--storage.shards=1", "--batch.max-readings=1000",
+                                                    "--batch.max-pending=1000", "--batch.max-delay=2s"});
+  auto batch = [](const std::string& device, int first, int n) {
+    std::string f = R"({"device":")" + device + R"(","readings":[)";
+    for (int i = 0; i < n; ++i) {
+      if (i) f += ',';
+      f += R"({"seq":)" + std::to_string(first + i) + R"(,"values":{"v":1}})";
+    }
+    return f + "]}";
+  };
+  std::string err;
+  net::ws_blocking_client a, b;
+  REQUIRE(a.connect("127.0.0.1", node.port, err));
+  REQUIRE(b.connect("127.0.0.1", node.port, err));
+  REQUIRE(a.send_text(batch("busy-a", 1, 600), err));
+  std::this_thread::sleep_for(200ms);  // a's 600 are pending at the shard
+  REQUIRE(b.send_text(batch("busy-b", 1, 600), err));
+  json refused;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!b.closed() && std::chrono::steady_clock::now() < deadline)
+    if (auto m = b.read(100ms)) {
+      auto j = json::parse(*m);
+      if (j.contains("error")) refused = j;
+    }
+  INFO(refused.dump());
+  REQUIRE(refused.contains("error"));
+  CHECK(refused["error"]["code"] == "overloaded");
+  CHECK(refused["error"]["seq"] == 1);
+  CHECK(b.close_code() == 1013);
+  CHECK(metric(node.port, "pulse_connections_shed_total") == 1);
+  // a's readings are acked after the flush; b resumes from last_seq and gets in
+  CHECK(read_acks_until_close(a, 4s) == 600);
+  net::ws_blocking_client b2;
+  REQUIRE(b2.connect("127.0.0.1", node.port, err));
+  REQUIRE(b2.send_text(R"({"hello":{"device":"busy-b"}})", err));
+  std::uint64_t last_seq = 99;
+  deadline = std::chrono::steady_clock::now() + 5s;
+  while (last_seq == 99 && std::chrono::steady_clock::now() < deadline)
+    if (auto m = b2.read(100ms); m && m->find("welcome") != std::string::npos)
+      last_seq = json::parse(*m)["welcome"]["last_seq"].get<std::uint64_t>();
+  CHECK(last_seq == 0);  // nothing of the refused frame was stored
+  REQUIRE(b2.send_text(batch("busy-b", 1, 600), err));
+  CHECK(read_acks_until_close(b2, 4s) == 600);
+}
