@@ -1,10 +1,19 @@
-// Device actors of pulse-sim. Each owns one ws_client; the client's callbacks
-// (on an I/O thread) only anon_send into the actor, so all state is touched
-// by the actor alone.
+// Device actors of pulse-sim. Each owns one ws_client at a time; the client's
+// callbacks (on an I/O thread) only anon_send into the actor, tagged with the
+// connection's generation, so all state is touched by the actor alone and a
+// late callback of an earlier connection is recognised and dropped.
+//
+// A connection goes connect → open → hello → welcome → sending. Any loss (the
+// node's 1013 after `overloaded`, its 1001 on shutdown, a reset, a refused
+// connect) schedules a new connection after a full-jitter backoff; the
+// welcome's last_seq then settles what was in flight (resume_meter,
+// resume_replay): stored frames count as acked, the rest is resent.
 
 #include "sim/device.hpp"
 
+#include <array>
 #include <deque>
+#include <functional>
 #include <random>
 
 #include <boost/asio/io_context.hpp>
@@ -25,18 +34,40 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
 using connect_atom = caf::atom_constant<caf::atom("connect")>;
+using redial_atom = caf::atom_constant<caf::atom("redial")>;
+using hello_wait_atom = caf::atom_constant<caf::atom("hellowait")>;
 
 using clock = std::chrono::steady_clock;
+
+// A node that accepted the WebSocket but does not welcome within this is
+// treated as a lost connection (its shard may be stuck or restarting).
+constexpr auto welcome_timeout = std::chrono::seconds(10);
 
 std::int64_t wall_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+enum class link_state {
+  down,        // no connection; a redial may be pending
+  connecting,  // TCP + WebSocket handshake
+  greeting,    // hello sent, waiting for the welcome
+  up,          // welcomed: sending
+  closing,     // we asked to close; gone follows
+};
+
+constexpr const char* meter_metrics[4] = {"voltage", "current", "power", "energy"};
+using meter_values = std::array<double, 4>;
+
 struct inflight {
+  std::uint64_t first_seq = 0;  // meter; replay frames may carry no seq
   std::uint64_t last_seq = 0;
-  clock::time_point sent;
+  std::int64_t ts = 0;                // meter: one ts per frame
+  std::vector<meter_values> values;   // meter: kept to resend, renumbered if need be
+  std::size_t frame = 0;              // replay: index into the script
+  clock::time_point sent;             // last (re)send, for the ack latency
   frame_expect expect;
+  bool rejected = false;              // the node answered `overloaded` for it
 };
 
 struct device_state {
@@ -46,22 +77,34 @@ struct device_state {
   std::string id;
   boost::asio::io_context* ioc = nullptr;
   std::shared_ptr<net::ws_client> ws;
+  // connection
+  std::uint64_t gen = 0;     // bumped per connection; messages carry it
+  link_state link = link_state::down;
+  std::size_t attempt = 0;   // reconnects in a row without a welcome
+  std::size_t welcome_attempt = 0;  // `attempt` when the welcome reset it
+  bool welcomed_on_link = false;    // this connection got its welcome
+  bool acked_on_link = false;       // and then an ack
+  bool opened_once = false;
+  bool welcomed_once = false;
+  std::minstd_rand jitter;
   // meter profile
   std::mt19937_64 rng;
   double energy = 0;
-  std::uint64_t seq = 0;
+  std::uint64_t seq = 0;     // last seq handed out
   clock::time_point next_tick;
   // replay profile
   std::shared_ptr<const replay_script> script;
   std::size_t next_frame = 0;
-  std::size_t errors_seen = 0;  // for the replay frame in flight
+  std::size_t errors_seen = 0;    // for the replay frame in flight
+  std::size_t errors_repeat = 0;  // of those, already counted before a resend
+  std::uint64_t acked_seq = 0;    // the node's last_seq before the frame in flight
   // both
-  std::deque<inflight> q;
+  std::deque<inflight> q;         // in seq order
   std::size_t inflight_readings = 0;
-  bool welcomed = false;
   bool stopping = false;
   bool finished = false;
   device_expectation acked;
+  device_result result;
   std::vector<float> latencies;
   std::map<std::string, std::uint64_t> errors;
   std::string buf;
@@ -69,17 +112,30 @@ struct device_state {
 
 using device_ptr = caf::stateful_actor<device_state>*;
 
+void problem(device_state& st, const std::string& what) {
+  std::lock_guard<std::mutex> guard{st.t->mtx};
+  st.t->problems.push_back(st.id + ": " + what);
+}
+
 void finish(device_ptr self) {
   auto& st = self->state;
   if (st.finished) return;
   st.finished = true;
+  std::uint64_t refused = 0;
+  std::uint64_t unconfirmed = 0;
+  for (auto& f : st.q) (f.rejected ? refused : unconfirmed) += f.expect.readings;
+  st.t->rejected.fetch_add(refused);
   {
     std::lock_guard<std::mutex> guard{st.t->mtx};
     merge_expectation(st.t->expected[st.id], st.acked);
+    st.t->results[st.id] = st.result;
     for (auto& [code, n] : st.errors) st.t->errors[code] += n;
     st.t->latencies_ms.insert(st.t->latencies_ms.end(), st.latencies.begin(), st.latencies.end());
-    if (!st.q.empty())
-      st.t->problems.push_back(st.id + ": " + std::to_string(st.inflight_readings) +
+    if (refused > 0)
+      st.t->problems.push_back(st.id + ": " + std::to_string(refused) +
+                               " readings refused (overloaded) and not stored");
+    if (unconfirmed > 0)
+      st.t->problems.push_back(st.id + ": " + std::to_string(unconfirmed) +
                                " readings never acked");
   }
   st.t->finished.fetch_add(1);
@@ -90,73 +146,110 @@ void finish(device_ptr self) {
 
 void connect(device_ptr self) {
   auto& st = self->state;
+  auto gen = ++st.gen;
+  st.link = link_state::connecting;
   caf::actor me{self};
   net::ws_client::handlers h;
-  h.on_open = [me] { caf::anon_send(me, open_atom::value); };
-  h.on_message = [me](std::string_view text) {
-    caf::anon_send(me, msg_atom::value, std::string{text});
+  h.on_open = [me, gen] { caf::anon_send(me, open_atom::value, gen); };
+  h.on_message = [me, gen](std::string_view text) {
+    caf::anon_send(me, msg_atom::value, gen, std::string{text});
   };
-  h.on_close = [me](const std::string& reason) { caf::anon_send(me, gone_atom::value, reason); };
+  h.on_close = [me, gen](const std::string& reason) {
+    caf::anon_send(me, gone_atom::value, gen, reason);
+  };
   st.ws = net::ws_client::create(*st.ioc, std::move(h));
   st.ws->connect(st.cfg.host, st.cfg.port);
 }
 
-// meter: voltage, current, power, energy; values that do not repeat, so sums check something.
-void build_meter_frame(device_state& st, std::size_t n, inflight& f) {
-  auto& b = st.buf;
-  b.clear();
-  std::normal_distribution<double> noise(0.0, 1.0);
-  auto ts = wall_ms();
-  bool batch = n > 1;
-  if (batch) {
-    b += "{\"device\":\"";
-    b += st.id;
-    b += "\",\"readings\":[";
+// Ends the connection from our side; `gone` follows and schedules the redial.
+void close_link(device_state& st) {
+  if (!st.ws || st.link == link_state::down || st.link == link_state::closing) return;
+  st.link = link_state::closing;
+  st.ws->close();
+}
+
+void schedule_redial(device_ptr self, const std::string& reason) {
+  auto& st = self->state;
+  if (st.cfg.reconnect_attempts > 0 && st.attempt >= st.cfg.reconnect_attempts) {
+    st.t->gave_up.fetch_add(1);
+    problem(st, "gave up after " + std::to_string(st.attempt) +
+                  " reconnect attempts; last: " + reason);
+    finish(self);
+    return;
   }
+  auto delay = backoff_delay(st.attempt, st.cfg.reconnect_min, st.cfg.reconnect_max, st.jitter);
+  ++st.attempt;
+  self->delayed_send(self, delay, redial_atom::value, st.gen);
+}
+
+// meter: voltage, current, power, energy; values that do not repeat, so sums check something.
+inflight new_meter_frame(device_state& st, std::size_t n) {
+  inflight f;
+  std::normal_distribution<double> noise(0.0, 1.0);
+  f.ts = wall_ms();
+  f.values.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
     double voltage = 230.0 + noise(st.rng) * 2.0;
     double current = 5.0 + noise(st.rng) * 0.5;
     double power = voltage * current;
     st.energy += power / 3600.0;
-    double values[4] = {voltage, current, power, st.energy};
-    static const char* names[4] = {"voltage", "current", "power", "energy"};
-    ++st.seq;
+    meter_values v = {voltage, current, power, st.energy};
+    for (int m = 0; m < 4; ++m) {
+      auto& tot = f.expect.totals.metrics[meter_metrics[m]];
+      tot.count++;
+      tot.sum.add(v[m]);
+    }
+    f.values.push_back(v);
+  }
+  f.first_seq = st.seq + 1;
+  st.seq += n;
+  f.last_seq = st.seq;
+  f.expect.readings = n;
+  f.expect.totals.min_ts = f.ts;
+  f.expect.totals.max_ts = f.ts;
+  return f;
+}
+
+// The frame's text from its values, so a resend is byte for byte the first
+// send unless it was renumbered.
+void meter_text(const std::string& id, const inflight& f, std::string& b) {
+  b.clear();
+  bool batch = f.values.size() > 1;
+  if (batch) {
+    b += "{\"device\":\"";
+    b += id;
+    b += "\",\"readings\":[";
+  }
+  for (std::size_t i = 0; i < f.values.size(); ++i) {
     if (i > 0) b += ',';
     b += '{';
     if (!batch) {
       b += "\"device\":\"";
-      b += st.id;
+      b += id;
       b += "\",";
     }
     b += "\"seq\":";
-    wire::append_json_number(b, st.seq);
+    wire::append_json_number(b, f.first_seq + i);
     b += ",\"ts\":";
-    wire::append_json_number(b, static_cast<std::uint64_t>(ts));
+    wire::append_json_number(b, static_cast<std::uint64_t>(f.ts));
     b += ",\"values\":{";
     for (int m = 0; m < 4; ++m) {
       if (m) b += ',';
       b += '"';
-      b += names[m];
+      b += meter_metrics[m];
       b += "\":";
-      wire::append_json_number(b, values[m]);
-      auto& tot = f.expect.totals.metrics[names[m]];
-      tot.count++;
-      tot.sum.add(values[m]);
+      wire::append_json_number(b, f.values[i][m]);
     }
     b += "}}";
   }
   if (batch) b += "]}";
-  f.expect.readings = n;
-  f.expect.totals.min_ts = std::min(f.expect.totals.min_ts, ts);
-  f.expect.totals.max_ts = std::max(f.expect.totals.max_ts, ts);
-  f.last_seq = st.seq;
 }
 
 void send_meter_frame(device_ptr self) {
   auto& st = self->state;
-  inflight f;
-  build_meter_frame(st, st.cfg.batch, f);
+  auto f = new_meter_frame(st, st.cfg.batch);
   f.sent = clock::now();
+  meter_text(st.id, f, st.buf);
   st.inflight_readings += f.expect.readings;
   st.t->sent.fetch_add(f.expect.readings, std::memory_order_relaxed);
   st.t->frames_sent.fetch_add(1, std::memory_order_relaxed);
@@ -166,21 +259,25 @@ void send_meter_frame(device_ptr self) {
 
 void fill_window(device_ptr self) {
   auto& st = self->state;
-  while (!st.stopping && st.inflight_readings + st.cfg.batch <= st.cfg.window) send_meter_frame(self);
+  while (!st.stopping && st.link == link_state::up &&
+         st.inflight_readings + st.cfg.batch <= st.cfg.window)
+    send_meter_frame(self);
 }
 
 void send_replay_frame(device_ptr self) {
   auto& st = self->state;
-  if (st.stopping || !st.q.empty()) return;
+  if (st.stopping || !st.q.empty() || st.link != link_state::up) return;
   if (st.next_frame >= st.script->frames.size()) {
     finish(self);
     return;
   }
   auto i = st.next_frame++;
   inflight f;
+  f.frame = i;
   f.sent = clock::now();
   f.expect = st.script->expect[i];
   st.errors_seen = 0;
+  st.errors_repeat = 0;
   st.inflight_readings += f.expect.readings;
   st.t->sent.fetch_add(f.expect.readings, std::memory_order_relaxed);
   st.t->frames_sent.fetch_add(1, std::memory_order_relaxed);
@@ -195,60 +292,207 @@ void schedule_replay(device_ptr self) {
     return;
   }
   auto gap = st.script->frames[st.next_frame].ts - st.script->frames[st.next_frame - 1].ts;
-  auto delay = std::chrono::milliseconds(static_cast<std::int64_t>(std::max<double>(0, gap) / st.cfg.speed));
-  self->delayed_send(self, delay, tick_atom::value);
+  auto delay = std::chrono::milliseconds(
+    static_cast<std::int64_t>(std::max<double>(0, gap) / st.cfg.speed));
+  self->delayed_send(self, delay, tick_atom::value, st.gen);
 }
 
-void complete_front(device_ptr self) {
-  auto& st = self->state;
-  auto& f = st.q.front();
-  st.latencies.push_back(
-    std::chrono::duration<float, std::milli>(clock::now() - f.sent).count());
+// Counts a frame as durable. `measured`: confirmed by an ack, so its latency
+// means something; a frame found stored by a welcome spans the outage and is
+// left out of the latency figures.
+void complete(device_state& st, const inflight& f, bool measured) {
+  if (measured)
+    st.latencies.push_back(std::chrono::duration<float, std::milli>(clock::now() - f.sent).count());
+  else
+    st.t->resumed.fetch_add(f.expect.readings, std::memory_order_relaxed);
   merge_expectation(st.acked, f.expect.totals);
   st.t->acked.fetch_add(f.expect.readings, std::memory_order_relaxed);
   st.inflight_readings -= f.expect.readings;
-  st.q.pop_front();
+  st.result.acked += f.expect.readings;
+  if (!st.script) st.result.last_seq = std::max(st.result.last_seq, f.last_seq);
+}
+
+void resend(device_state& st, inflight& f) {
+  f.sent = clock::now();
+  f.rejected = false;
+  st.t->resent.fetch_add(f.expect.readings, std::memory_order_relaxed);
+  if (st.script) {
+    // The node answers the frame's bad values again; they were counted once.
+    st.errors_repeat = st.errors_seen;
+    st.errors_seen = 0;
+    st.ws->send(st.script->frames[f.frame].text);
+    return;
+  }
+  meter_text(st.id, f, st.buf);
+  st.ws->send(st.buf);
+}
+
+// meter: settles the frames in flight against the welcome's last_seq and
+// resends, in seq order, what the node does not hold.
+void resume_meter(device_state& st, std::uint64_t node_last_seq) {
+  std::deque<inflight> keep;
+  std::vector<inflight> renumbered;
+  for (auto& f : st.q) {
+    switch (resume_frame(f.first_seq, f.last_seq, f.rejected, node_last_seq)) {
+      case resume_action::stored:
+        complete(st, f, false);
+        break;
+      case resume_action::resend:
+        keep.push_back(std::move(f));
+        break;
+      case resume_action::renumber:
+        renumbered.push_back(std::move(f));
+        break;
+    }
+  }
+  // New seqs above every seq handed out, so they go last and keep q in order.
+  for (auto& f : renumbered) {
+    f.first_seq = st.seq + 1;
+    st.seq += f.values.size();
+    f.last_seq = st.seq;
+    keep.push_back(std::move(f));
+  }
+  st.q = std::move(keep);
+  for (auto& f : st.q) resend(st, f);
+}
+
+// replay: at most one frame in flight. OCPP frames carry no seq, so whether it
+// was stored is read from how far last_seq moved past acked_seq.
+void resume_replay(device_state& st, std::uint64_t node_last_seq) {
+  auto before = st.acked_seq;
+  st.acked_seq = node_last_seq;
+  if (st.q.empty()) return;
+  auto& f = st.q.front();
+  if (f.expect.readings > 0 && node_last_seq >= last_seq_after(before, f.expect.seqs)) {
+    complete(st, f, false);
+    st.q.pop_front();
+    return;
+  }
+  resend(st, f);
+}
+
+// After a welcome: go on sending.
+void start(device_ptr self) {
+  auto& st = self->state;
+  if (st.stopping && st.q.empty()) {
+    finish(self);
+    return;
+  }
+  if (st.script) {
+    send_replay_frame(self);
+  } else if (st.cfg.rate > 0) {
+    st.next_tick = clock::now();
+    self->send(self, tick_atom::value, st.gen);
+  } else {
+    fill_window(self);
+  }
+}
+
+void on_welcome(device_ptr self, std::uint64_t node_last_seq) {
+  auto& st = self->state;
+  if (st.link != link_state::greeting) return;
+  st.link = link_state::up;
+  st.welcome_attempt = st.attempt;
+  st.attempt = 0;
+  st.welcomed_on_link = true;
+  st.acked_on_link = false;
+  if (!st.welcomed_once) {
+    st.welcomed_once = true;
+    // Resume after what the node already holds.
+    st.seq = node_last_seq;
+    st.acked_seq = node_last_seq;
+    st.result.last_seq = node_last_seq;
+  } else {
+    st.t->reconnects.fetch_add(1, std::memory_order_relaxed);
+    if (node_last_seq < st.result.last_seq)
+      problem(st, "welcome says last_seq " + std::to_string(node_last_seq) + " after seq " +
+                    std::to_string(st.result.last_seq) + " was acked: acked readings lost");
+    if (st.script) resume_replay(st, node_last_seq);
+    else resume_meter(st, node_last_seq);
+  }
+  start(self);
+}
+
+void on_ack(device_ptr self, const server_message& m) {
+  auto& st = self->state;
+  st.acked_on_link = true;
+  if (st.script) {
+    if (m.device.empty() || m.device == st.id) {
+      st.acked_seq = std::max(st.acked_seq, m.seq);
+      st.result.last_seq = std::max(st.result.last_seq, m.seq);
+    }
+    if (!st.q.empty()) {
+      complete(st, st.q.front(), true);
+      st.q.pop_front();
+    }
+    schedule_replay(self);
+    return;
+  }
+  // Cumulative, except for refused frames: the node's ack covers their seqs
+  // without having stored them, so they wait for the resend.
+  for (auto it = st.q.begin(); it != st.q.end() && it->last_seq <= m.seq;) {
+    if (it->rejected) {
+      ++it;
+      continue;
+    }
+    complete(st, *it, true);
+    it = st.q.erase(it);
+  }
+  if (st.stopping && st.q.empty()) finish(self);
+  else if (st.cfg.rate <= 0) fill_window(self);
+}
+
+void on_error(device_ptr self, const server_message& m) {
+  auto& st = self->state;
+  auto code = m.code.empty() ? std::string{"unknown"} : m.code;
+  if (st.link == link_state::greeting) {
+    // No welcome (e.g. the shard did not answer): try again on a new connection.
+    st.errors[code]++;
+    close_link(st);
+    return;
+  }
+  if (code == "overloaded") {
+    // Nothing of the refused readings is stored. The node closes with 1013
+    // after this; closing ourselves too means the resume happens even if it
+    // does not.
+    st.errors[code]++;
+    if (st.script) {
+      if (!st.q.empty()) st.q.front().rejected = true;
+    } else if (m.has_seq) {
+      for (auto& f : st.q)
+        if (f.first_seq <= m.seq && m.seq <= f.last_seq) f.rejected = true;
+    }
+    close_link(st);
+    return;
+  }
+  if (!st.script) {
+    st.errors[code]++;
+    return;
+  }
+  if (st.errors_repeat > 0) --st.errors_repeat;
+  else st.errors[code]++;
+  if (st.q.empty()) return;
+  ++st.errors_seen;
+  if (st.q.front().expect.readings == 0 && st.errors_seen >= st.q.front().expect.errors) {
+    st.q.pop_front();  // a frame with nothing valid in it: its errors are its answer
+    schedule_replay(self);
+  }
 }
 
 void on_message(device_ptr self, const std::string& text) {
-  auto& st = self->state;
   auto m = parse_server_message(text);
   switch (m.kind) {
     case server_message::welcome:
-      if (st.welcomed) return;
-      st.welcomed = true;
-      if (st.script) {
-        send_replay_frame(self);
-      } else {
-        st.seq = m.seq;  // resume after what the node already holds
-        if (st.cfg.rate > 0) {
-          st.next_tick = clock::now();
-          self->send(self, tick_atom::value);
-        } else {
-          fill_window(self);
-        }
-      }
+      on_welcome(self, m.seq);
       return;
     case server_message::ack:
-      if (st.script) {
-        if (!st.q.empty()) complete_front(self);
-        schedule_replay(self);
-        return;
-      }
-      while (!st.q.empty() && st.q.front().last_seq <= m.seq) complete_front(self);
-      if (st.stopping && st.q.empty()) finish(self);
-      else if (st.cfg.rate <= 0) fill_window(self);
+      on_ack(self, m);
       return;
     case server_message::error:
-      st.errors[m.code.empty() ? "unknown" : m.code]++;
-      if (st.script && !st.q.empty() && st.q.front().expect.readings == 0 &&
-          ++st.errors_seen >= st.q.front().expect.errors) {
-        st.q.pop_front();  // a frame with nothing valid in it: its errors are its answer
-        schedule_replay(self);
-      }
+      on_error(self, m);
       return;
     default:
-      st.errors["unreadable_reply"]++;
+      self->state.errors["unreadable_reply"]++;
       return;
   }
 }
@@ -263,6 +507,10 @@ caf::behavior device_actor(device_ptr self, boost::asio::io_context* ioc, run_se
   st.id = std::move(id);
   st.ioc = ioc;
   st.rng.seed(seed);
+  // Not from `seed`: replay devices share one, and equal jitter would bring
+  // them back in lockstep.
+  auto jitter_seed = std::random_device{}() ^ std::hash<std::string>{}(st.id);
+  st.jitter.seed(static_cast<std::uint32_t>(jitter_seed));
   st.script = std::move(script);
   st.acked.metrics.clear();
   if (start_delay.count() > 0)
@@ -271,27 +519,66 @@ caf::behavior device_actor(device_ptr self, boost::asio::io_context* ioc, run_se
     connect(self);
   return {
     [=](connect_atom) { connect(self); },
-    [=](open_atom) {
+    [=](redial_atom, std::uint64_t gen) {
       auto& st = self->state;
-      st.t->connected.fetch_add(1);
-      std::string hello = "{\"hello\":{\"device\":\"" + st.id + "\"}}";
-      st.ws->send(std::move(hello));
+      if (gen == st.gen && st.link == link_state::down && !st.finished) connect(self);
     },
-    [=](msg_atom, const std::string& text) { on_message(self, text); },
-    [=](gone_atom, const std::string& reason) {
+    [=](open_atom, std::uint64_t gen) {
       auto& st = self->state;
-      if (st.finished) return;
-      st.t->disconnects.fetch_add(1);
+      if (gen != st.gen || st.link != link_state::connecting) return;
+      if (!st.opened_once) {
+        st.opened_once = true;
+        st.t->connected.fetch_add(1);
+      }
+      st.link = link_state::greeting;
+      st.ws->send("{\"hello\":{\"device\":\"" + st.id + "\"}}");
+      self->delayed_send(self, welcome_timeout, hello_wait_atom::value, gen);
+    },
+    [=](hello_wait_atom, std::uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.gen || st.link != link_state::greeting) return;
+      st.errors["no_welcome"]++;
+      close_link(st);
+    },
+    [=](msg_atom, std::uint64_t gen, const std::string& text) {
+      if (gen == self->state.gen) on_message(self, text);
+    },
+    [=](gone_atom, std::uint64_t gen, const std::string& reason) {
+      auto& st = self->state;
+      if (gen != st.gen || st.finished) return;
+      // A connect that never opened is a failed attempt, not a lost connection.
+      bool opened = st.link != link_state::connecting;
+      auto cause = opened ? close_cause(reason) : std::string{"connect_failed"};
+      if (opened) st.t->disconnects.fetch_add(1);
       {
         std::lock_guard<std::mutex> guard{st.t->mtx};
-        st.t->problems.push_back(st.id + ": connection lost: " + reason);
+        st.t->closes[cause]++;
       }
+      // Welcomed, then cut off before a single ack (shed as overloaded, or a
+      // frame the node cannot take): no progress, so the backoff keeps growing
+      // instead of hammering the node every few milliseconds.
+      if (st.welcomed_on_link && !st.acked_on_link) st.attempt = st.welcome_attempt;
+      st.welcomed_on_link = false;
       st.ws.reset();
-      finish(self);
+      st.link = link_state::down;
+      if (st.stopping && st.q.empty()) {
+        finish(self);
+        return;
+      }
+      // Refused by policy (1008: auth) or for a frame too big (1009): the same
+      // hello and frames would be refused again.
+      if (cause == "1008" || cause == "1009") {
+        st.t->gave_up.fetch_add(1);
+        problem(st, "not reconnecting: " + reason);
+        finish(self);
+        return;
+      }
+      schedule_redial(self, reason);
     },
-    [=](tick_atom) {
+    [=](tick_atom, std::uint64_t gen) {
+      // A tick of an earlier connection ends its chain; the welcome starts a new one.
       auto& st = self->state;
-      if (st.stopping || !st.ws) return;
+      if (gen != st.gen || st.stopping || st.link != link_state::up) return;
       if (st.script) {
         send_replay_frame(self);
         return;
@@ -300,8 +587,10 @@ caf::behavior device_actor(device_ptr self, boost::asio::io_context* ioc, run_se
       else st.errors["window_full"]++;
       auto period = std::chrono::duration<double>(static_cast<double>(st.cfg.batch) / st.cfg.rate);
       st.next_tick += std::chrono::duration_cast<clock::duration>(period);
-      auto delay = std::chrono::duration_cast<std::chrono::microseconds>(st.next_tick - clock::now());
-      self->delayed_send(self, std::max(delay, std::chrono::microseconds(0)), tick_atom::value);
+      auto delay =
+        std::chrono::duration_cast<std::chrono::microseconds>(st.next_tick - clock::now());
+      self->delayed_send(self, std::max(delay, std::chrono::microseconds(0)), tick_atom::value,
+                         gen);
     },
     [=](stop_atom) {
       auto& st = self->state;

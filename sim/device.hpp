@@ -20,6 +20,9 @@ struct frame_expect {
   std::size_t readings = 0;  // valid readings in it
   std::size_t errors = 0;    // error messages the node will answer with
   device_expectation totals;
+  // replay: each valid reading's seq, in frame order, so that a reconnected
+  // device can tell from the welcome's last_seq whether the frame was stored.
+  std::vector<reading_seq> seqs;
 };
 
 // One device of the `replay` profile: its frames, in send order.
@@ -37,7 +40,9 @@ caf::actor spawn_replay_device(caf::actor_system& sys, boost::asio::io_context& 
                                const run_settings& cfg, tally& t,
                                std::shared_ptr<const replay_script> script);
 
-// Tells a device to stop sending and finish once its acks are in (or after cfg.drain).
+// Tells a device to stop sending and finish once its acks are in (or after
+// cfg.drain). A device cut off meanwhile still reconnects to settle what it
+// has in flight.
 void stop_device(const caf::actor& device);
 
 // Merges b into a.

@@ -44,6 +44,9 @@ struct sim_config : caf::actor_system_config {
   bool verify = false;
   std::size_t io_threads = 1;
   bool quiet = false;
+  caf::timespan reconnect_min = run_settings{}.reconnect_min;
+  caf::timespan reconnect_max = run_settings{}.reconnect_max;
+  std::size_t reconnect_attempts = run_settings{}.reconnect_attempts;
 
   std::string check_file() const { return pulse::check_config_file(custom_options_, config_file_path); }
 
@@ -69,7 +72,12 @@ struct sim_config : caf::actor_system_config {
       .add(report, "report", "write a JSON report to this file")
       .add(verify, "verify", "after the run, check through the HTTP API that every acked reading is stored")
       .add(io_threads, "io-threads", "threads running the WebSockets")
-      .add(quiet, "quiet", "no progress line");
+      .add(quiet, "quiet", "no progress line")
+      .add(reconnect_min, "reconnect-min",
+           "first reconnect waits up to this (full jitter), doubling per attempt")
+      .add(reconnect_max, "reconnect-max", "cap of the reconnect wait")
+      .add(reconnect_attempts, "reconnect-attempts",
+           "reconnects in a row without a welcome before a device gives up; 0 = never");
   }
 };
 
@@ -78,6 +86,7 @@ const char* usage =
   "       pulse-sim replay FILE [options]  replay an XLSX (OCPP MeterValues), CSV or NDJSON file\n"
   "options: --node=HOST:PORT --devices=N --rate=R (0 = max) --batch=N --window=N --duration=10s\n"
   "         --ramp-up=2s --drain=15s --speed=X --report=FILE --verify --io-threads=N --quiet\n"
+  "         --reconnect-min=100ms --reconnect-max=5s --reconnect-attempts=12 (0 = never give up)\n"
   "         --config-file=configs/pulse-sim.ini (every option can also live there)\n";
 
 double percentile(const std::vector<float>& sorted, double p) {
@@ -173,6 +182,7 @@ bool build_scripts(const replay_data& data, std::vector<std::shared_ptr<const re
       for (auto& b : f.batches) {
         for (auto& r : b.rows) {
           e.readings++;
+          e.seqs.push_back({r.has_seq, r.seq});
           e.totals.min_ts = std::min(e.totals.min_ts, r.ts);
           e.totals.max_ts = std::max(e.totals.max_ts, r.ts);
           for (std::uint32_t k = r.first; k < r.first + r.count; ++k) {
@@ -252,6 +262,14 @@ int main(int argc, char** argv) {
   rs.profile = cfg.profile;
   rs.prefix = cfg.prefix;
   rs.speed = cfg.speed;
+  rs.reconnect_min = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.reconnect_min);
+  rs.reconnect_max = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.reconnect_max);
+  rs.reconnect_attempts = cfg.reconnect_attempts;
+  if (rs.reconnect_min.count() < 1 || rs.reconnect_max < rs.reconnect_min) {
+    std::cerr << "pulse-sim: --reconnect-min must be at least 1ms and --reconnect-max at least "
+                 "--reconnect-min\n";
+    return 2;
+  }
   if (rs.profile != "meter" && rs.profile != "replay") {
     std::cerr << "pulse-sim: --profile must be meter or replay\n";
     return 2;
@@ -322,10 +340,12 @@ int main(int argc, char** argv) {
     if (now - last >= std::chrono::seconds(1) && !cfg.quiet) {
       auto acked = t.acked.load();
       double secs = std::chrono::duration<double>(now - last).count();
-      std::fprintf(stderr, "%st=%5.1fs connected=%llu sent=%llu acked=%llu rate=%.0f/s%s",
+      std::fprintf(stderr,
+                   "%st=%5.1fs connected=%llu sent=%llu acked=%llu reconnects=%llu rate=%.0f/s%s",
                    tty ? "\r" : "", std::chrono::duration<double>(now - start).count(),
                    (unsigned long long)t.connected.load(), (unsigned long long)t.sent.load(),
-                   (unsigned long long)acked, (acked - last_acked) / secs, tty ? "   " : "\n");
+                   (unsigned long long)acked, (unsigned long long)t.reconnects.load(),
+                   (acked - last_acked) / secs, tty ? "   " : "\n");
       last_acked = acked;
       last = now;
     }
@@ -347,6 +367,9 @@ int main(int argc, char** argv) {
   double secs = std::chrono::duration<double>(end - start).count();
   if (rs.profile == "meter") secs = std::min(secs, std::chrono::duration<double>(rs.duration + rs.ramp_up).count());
   auto sent = t.sent.load(), acked = t.acked.load();
+  // sent == acked + refused + unconfirmed: resends count once.
+  auto settled = acked + t.rejected.load();
+  auto unconfirmed = sent > settled ? sent - settled : 0;
   std::uint64_t errors = 0;
   for (auto& [c, n] : t.errors) errors += n;
   double rate = secs > 0 ? acked / secs : 0;
@@ -355,6 +378,17 @@ int main(int argc, char** argv) {
   std::printf("  %-22s %llu\n", "frames sent", (unsigned long long)t.frames_sent.load());
   std::printf("  %-22s %llu\n", "readings sent", (unsigned long long)sent);
   std::printf("  %-22s %llu\n", "readings acked", (unsigned long long)acked);
+  std::printf("  %-22s %llu\n", "  found stored on resume", (unsigned long long)t.resumed.load());
+  std::printf("  %-22s %llu\n", "readings resent", (unsigned long long)t.resent.load());
+  std::printf("  %-22s %llu\n", "readings refused", (unsigned long long)t.rejected.load());
+  std::printf("  %-22s %llu\n", "readings unconfirmed", (unsigned long long)unconfirmed);
+  std::printf("  %-22s %llu (connections lost %llu, devices gave up %llu)\n", "reconnects",
+              (unsigned long long)t.reconnects.load(), (unsigned long long)t.disconnects.load(),
+              (unsigned long long)t.gave_up.load());
+  for (auto& [c, n] : t.closes) {
+    auto label = c == "connect_failed" ? std::string{"connects failed"} : "closed: " + c;
+    std::printf("    %-20s %llu\n", label.c_str(), (unsigned long long)n);
+  }
   std::printf("  %-22s %llu\n", "errors", (unsigned long long)errors);
   for (auto& [c, n] : t.errors) std::printf("    %-20s %llu\n", c.c_str(), (unsigned long long)n);
   std::printf("  %-22s %.1f s\n", "elapsed", secs);
@@ -375,9 +409,16 @@ int main(int argc, char** argv) {
     {"rate_per_device", rs.rate},
     {"connected", t.connected.load()},
     {"disconnects", t.disconnects.load()},
+    {"reconnects", t.reconnects.load()},
+    {"gave_up", t.gave_up.load()},
+    {"closes", t.closes},
     {"frames_sent", t.frames_sent.load()},
     {"sent", sent},
     {"acked", acked},
+    {"resumed", t.resumed.load()},
+    {"resent", t.resent.load()},
+    {"rejected", t.rejected.load()},
+    {"unconfirmed", unconfirmed},
     {"errors", t.errors},
     {"elapsed_s", secs},
     {"throughput_per_s", rate},
@@ -386,7 +427,10 @@ int main(int argc, char** argv) {
       {"p999", percentile(lat, 99.9)}, {"max", lat.empty() ? 0.0 : lat.back()}}},
     {"problems", t.problems.size()},
   };
+  auto& per_device = report["per_device"] = nlohmann::json::object();
+  for (auto& [id, r] : t.results) per_device[id] = {{"acked", r.acked}, {"last_seq", r.last_seq}};
   int rc = 0;
+  if (t.gave_up.load() > 0) rc = 1;  // a device stopped before its run was done
   if (rs.profile == "replay" && acked != replay_readings) {
     std::printf("  replay: %llu of %zu readings acked\n", (unsigned long long)acked, replay_readings);
     rc = 1;

@@ -48,4 +48,15 @@ server_message parse_server_message(std::string_view text) {
   return out;
 }
 
+std::string close_cause(std::string_view reason) {
+  constexpr std::string_view by_server = "closed by server: ";
+  if (reason.rfind("closed by client", 0) == 0) return "client";
+  if (reason.rfind(by_server, 0) != 0) return "lost";
+  auto rest = reason.substr(by_server.size());
+  auto digits = rest.substr(0, rest.find(' '));
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos)
+    return "lost";
+  return std::string(digits);
+}
+
 }  // namespace pulse::sim

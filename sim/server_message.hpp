@@ -19,4 +19,9 @@ struct server_message {
 // Never throws; unknown or broken messages come back as `other`/`malformed`.
 server_message parse_server_message(std::string_view text);
 
+// Why a connection ended, from net::ws_client's close reason: the server's
+// close code ("1013", "1001", ...) when it sent one, "client" for our own
+// close, "lost" otherwise (reset, timeout, refused).
+std::string close_cause(std::string_view reason);
+
 }  // namespace pulse::sim

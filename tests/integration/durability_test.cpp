@@ -1,0 +1,410 @@
+// Integration: crash durability and resume. A pulse-sim run keeps going while
+// its node is stopped (SIGTERM) or killed (SIGKILL) and restarted on the same
+// storage and port; the simulator must reconnect, resume from the welcome's
+// last_seq, and the node must end up holding every acked reading exactly once,
+// with rollups that agree with the raw readings.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "net/http_client.hpp"
+#include "sim/sim.hpp"
+#include "tests/support/process.hpp"
+
+using namespace pulse;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+constexpr std::int64_t hour_ms = 3600 * 1000;
+constexpr std::size_t sim_devices = 20;
+
+// A port that was free a moment ago: the node must come back on the same one,
+// so port 0 (a new port per start) will not do.
+std::uint16_t free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+            getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  close(fd);
+  REQUIRE(ok);
+  return ntohs(addr.sin_port);
+}
+
+// A pulse-node on a fixed port and storage path that can be killed and started again.
+struct restartable_node {
+  std::string storage;
+  std::uint16_t port = 0;
+  std::vector<std::string> extra;  // more --key=value
+  std::unique_ptr<test::child> proc;
+
+  void start() {
+    std::string err;
+    std::vector<std::string> args = {"--node.name=durable", "--net.port=" + std::to_string(port),
+                                     "--storage.path=" + storage, "--log.level=warn"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    // A few tries: another process may grab the port between free_port() and here.
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      proc = std::make_unique<test::child>(test::node_binary(), args);
+      if (!proc->wait_for_line("listening on", 20s).empty()) return;
+      err = proc->err();
+      proc->stop(SIGKILL, 5s);
+      std::this_thread::sleep_for(300ms);
+    }
+    FAIL("pulse-node did not start on port " << port << ": " << err);
+  }
+
+  int stop(int sig) { return proc->stop(sig, 20s); }
+};
+
+std::string url_encode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+json get_json(std::uint16_t port, const std::string& target) {
+  net::http_response res;
+  std::string err;
+  REQUIRE(net::http_request("127.0.0.1", port, "GET", target, "", res, err, 20s));
+  INFO(target << " -> " << res.status << " " << res.body.substr(0, 300));
+  REQUIRE(res.status == 200);
+  auto j = json::parse(res.body, nullptr, false);
+  REQUIRE_FALSE(j.is_discarded());
+  return j;
+}
+
+// The node's last_seq of a device, 0 while it has none stored (404).
+std::uint64_t stored_last_seq(std::uint16_t port, const std::string& device) {
+  net::http_response res;
+  std::string err;
+  if (!net::http_request("127.0.0.1", port, "GET", "/api/v1/devices/" + device, "", res, err, 5s) ||
+      res.status != 200)
+    return 0;
+  auto j = json::parse(res.body, nullptr, false);
+  return j.is_discarded() ? 0 : j.value("last_seq", std::uint64_t{0});
+}
+
+// Waits (bounded) until the node holds readings of the first simulated device,
+// so that a kill lands in the middle of the run, not before it.
+void wait_for_progress(std::uint16_t port, std::uint64_t beyond, std::chrono::milliseconds timeout,
+                       const std::string& device = "sim-meter-0") {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (stored_last_seq(port, device) <= beyond) {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+std::vector<std::string> sim_args(std::uint16_t port, const std::string& report,
+                                  const std::string& rate, const std::string& duration,
+                                  const std::string& batch = "10",
+                                  const std::string& window = "200") {
+  return {"--node=127.0.0.1:" + std::to_string(port),
+          "--devices=" + std::to_string(sim_devices),
+          "--rate=" + rate,
+          "--batch=" + batch,
+          "--window=" + window,
+          "--duration=" + duration,
+          "--drain=20s",
+          "--reconnect-min=50ms",
+          "--reconnect-max=1s",
+          "--reconnect-attempts=40",
+          "--verify",
+          "--quiet",
+          "--report=" + report};
+}
+
+json read_report(const std::string& path) {
+  std::ifstream in{path};
+  REQUIRE(in);
+  auto j = json::parse(in, nullptr, false);
+  REQUIRE_FALSE(j.is_discarded());
+  return j;
+}
+
+// What the node holds of one device, read from the raw readings, page by page.
+struct raw_view {
+  std::uint64_t readings = 0;
+  std::uint64_t distinct = 0;  // distinct seqs
+  std::uint64_t max_seq = 0;
+  sim::exact_sum voltage;
+};
+
+raw_view read_raw(std::uint16_t port, const std::string& device, std::int64_t from,
+                  std::int64_t to) {
+  raw_view v;
+  std::set<std::uint64_t> seqs;
+  std::string cursor;
+  for (int page = 0; page < 200; ++page) {  // 2M readings at most; far above what a run sends
+    auto target = "/api/v1/devices/" + device + "/readings?from=" + std::to_string(from) +
+                  "&to=" + std::to_string(to) + "&limit=10000";
+    if (!cursor.empty()) target += "&cursor=" + url_encode(cursor);
+    auto j = get_json(port, target);
+    for (auto& r : j["readings"]) {
+      auto seq = r["seq"].get<std::uint64_t>();
+      ++v.readings;
+      seqs.insert(seq);
+      v.max_seq = std::max(v.max_seq, seq);
+      if (r["values"].contains("voltage")) v.voltage.add(r["values"]["voltage"].get<double>());
+    }
+    if (!j["next_cursor"].is_string()) break;
+    cursor = j["next_cursor"].get<std::string>();
+    REQUIRE(page < 199);
+  }
+  v.distinct = seqs.size();
+  return v;
+}
+
+// Rollups answer whole hours; a window from one hour boundary to another with
+// step=1h is served from them, not from raw chunks.
+std::pair<std::uint64_t, double> rollup_voltage(std::uint16_t port, const std::string& device,
+                                                std::int64_t from, std::int64_t to) {
+  auto j = get_json(port, "/api/v1/devices/" + device +
+                              "/aggregate?metric=voltage&from=" + std::to_string(from) +
+                              "&to=" + std::to_string(to) + "&step=1h&fn=count,sum");
+  std::uint64_t count = 0;
+  sim::exact_sum sum;
+  for (auto& b : j["buckets"]) {
+    count += b["count"].get<std::uint64_t>();
+    sum.add(b["sum"].get<double>());
+  }
+  return {count, sum.value()};
+}
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+void check_run_report(const json& r) {
+  INFO(r.dump(2).substr(0, 3000));
+  CHECK(r["acked"].get<std::uint64_t>() > 0);
+  CHECK(r["acked"] == r["sent"]);
+  CHECK(r["unconfirmed"] == 0);
+  CHECK(r["rejected"] == 0);
+  CHECK(r["gave_up"] == 0);
+  CHECK(r["verify"]["mismatches"] == 0);
+  CHECK(r["verify"]["checked"] == sim_devices * 4);
+  CHECK(r["per_device"].size() == sim_devices);
+}
+
+}  // namespace
+
+TEST_CASE("pulse-sim reconnects and resumes when its node stops and comes back",
+          "[integration][durability]") {
+  auto sig = GENERATE(SIGTERM, SIGKILL);
+  test::temp_dir dir;
+  restartable_node node;
+  node.storage = dir.path() + "/db";
+  node.port = free_port();
+  node.start();
+  auto report = dir.path() + "/report.json";
+  test::child sim(test::sim_binary(), sim_args(node.port, report, "100", "5s"));
+
+  wait_for_progress(node.port, 50, 15s);
+  auto rc = node.stop(sig);
+  CHECK(rc == (sig == SIGTERM ? 0 : 128 + SIGKILL));
+  std::this_thread::sleep_for(1s);
+  REQUIRE(sim.running());  // still trying to get back, not given up
+  node.start();
+
+  int sim_rc = sim.wait(60s);
+  INFO(sim.out() << sim.err());
+  REQUIRE(sim_rc == 0);
+  auto r = read_report(report);
+  check_run_report(r);
+  // Every device was connected when the node went away, so each reconnected.
+  CHECK(r["reconnects"].get<std::uint64_t>() >= sim_devices);
+  if (sig == SIGTERM) CHECK(r["closes"].value("1001", 0) > 0);  // the node said it is shutting down
+  for (auto& [device, d] : r["per_device"].items())
+    CHECK(stored_last_seq(node.port, device) == d["last_seq"].get<std::uint64_t>());
+  std::cout << "resume after " << (sig == SIGTERM ? "SIGTERM" : "SIGKILL") << ": acked "
+            << r["acked"] << " of " << r["sent"] << ", reconnects " << r["reconnects"]
+            << ", resent " << r["resent"] << ", found stored on resume " << r["resumed"]
+            << ", verify mismatches " << r["verify"]["mismatches"] << "\n";
+}
+
+TEST_CASE("kill -9 loop: every acked reading stored once, last_seq and rollups agree",
+          "[integration][durability]") {
+  constexpr int kills = 3;
+  test::temp_dir dir;
+  restartable_node node;
+  node.storage = dir.path() + "/db";
+  node.port = free_port();
+  node.start();
+  auto report = dir.path() + "/report.json";
+  auto seed = std::random_device{}();
+  std::mt19937 rng{seed};
+  INFO("kill timing seed " << seed);
+  test::child sim(test::sim_binary(), sim_args(node.port, report, "250", "13s"));
+
+  int survived = 0;
+  std::uint64_t progress = 0;
+  for (int k = 0; k < kills; ++k) {
+    // Kill only after the node made progress since it came back, at a
+    // random-ish point, so kills land mid-flush as often as between flushes.
+    wait_for_progress(node.port, progress, 15s);
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(800, 2200)(rng)));
+    REQUIRE(sim.running());
+    progress = stored_last_seq(node.port, "sim-meter-0");
+    REQUIRE(node.stop(SIGKILL) == 128 + SIGKILL);
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(300, 1200)(rng)));
+    node.start();
+    ++survived;
+  }
+
+  int sim_rc = sim.wait(60s);
+  INFO(sim.out() << sim.err());
+  REQUIRE(sim_rc == 0);
+  auto r = read_report(report);
+  check_run_report(r);
+  CHECK(r["reconnects"].get<std::uint64_t>() >= static_cast<std::uint64_t>(kills));
+
+  // The node's own view, device by device: last_seq as the simulator saw it
+  // confirmed, the raw readings exactly the acked ones, and the hour rollups
+  // equal to the raw readings over a window of whole hours.
+  auto from = r["started"].get<std::int64_t>() / hour_ms * hour_ms;
+  auto to = (now_ms() / hour_ms + 1) * hour_ms;
+  std::uint64_t acked = 0, stored = 0, lost = 0, duplicates = 0, rollup_mismatches = 0;
+  for (auto& [device, d] : r["per_device"].items()) {
+    INFO(device);
+    auto want = d["acked"].get<std::uint64_t>();
+    auto last = d["last_seq"].get<std::uint64_t>();
+    auto raw = read_raw(node.port, device, from, to);
+    auto [count, sum] = rollup_voltage(node.port, device, from, to);
+    acked += want;
+    stored += raw.readings;
+    duplicates += raw.readings - raw.distinct;
+    lost += want > raw.distinct ? want - raw.distinct : 0;
+    CHECK(stored_last_seq(node.port, device) == last);
+    CHECK(raw.max_seq == last);
+    CHECK(raw.readings == want);
+    CHECK(raw.distinct == raw.readings);
+    bool rollup_ok = count == raw.readings &&
+                     std::abs(sum - raw.voltage.value()) <= 1e-9 * std::max(1.0, std::abs(sum));
+    CHECK(rollup_ok);
+    if (!rollup_ok) ++rollup_mismatches;
+  }
+  std::cout << "kill -9 loop (seed " << seed << "): kills survived " << survived
+            << ", readings acked " << acked << ", stored " << stored << ", lost " << lost
+            << ", duplicates " << duplicates << ", reconnects " << r["reconnects"] << ", resent "
+            << r["resent"] << ", found stored on resume " << r["resumed"]
+            << ", rollup/raw mismatches " << rollup_mismatches << "\n";
+  CHECK(survived == kills);
+  CHECK(lost == 0);
+  CHECK(duplicates == 0);
+  CHECK(acked == r["acked"].get<std::uint64_t>());
+}
+
+TEST_CASE("readings refused as overloaded (1013) are resent after the reconnect, none lost",
+          "[integration][durability]") {
+  test::temp_dir dir;
+  restartable_node node;
+  node.storage = dir.path() + "/db";
+  node.port = free_port();
+  // One shard that takes little: 20 devices with 500 readings in flight each
+  // are far over it, so frames are refused and connections closed.
+  node.extra = {"--storage.shards=1", "--batch.max-readings=500", "--batch.max-pending=1000"};
+  node.start();
+  auto report = dir.path() + "/report.json";
+  test::child sim(test::sim_binary(), sim_args(node.port, report, "0", "2s", "50", "500"));
+  int sim_rc = sim.wait(60s);
+  INFO(sim.out() << sim.err());
+  REQUIRE(sim_rc == 0);
+  auto r = read_report(report);
+  check_run_report(r);
+  auto overloaded = r["errors"].value("overloaded", std::uint64_t{0});
+  CHECK(overloaded > 0);  // else this test tested nothing
+  CHECK(r["reconnects"].get<std::uint64_t>() > 0);
+  CHECK(r["resent"].get<std::uint64_t>() > 0);
+  for (auto& [device, d] : r["per_device"].items())
+    CHECK(stored_last_seq(node.port, device) == d["last_seq"].get<std::uint64_t>());
+  std::cout << "overload: " << overloaded << " frames refused, reconnects " << r["reconnects"]
+            << ", closes " << r["closes"].dump() << ", readings acked " << r["acked"] << " of "
+            << r["sent"] << ", resent " << r["resent"] << ", found stored on resume "
+            << r["resumed"] << ", rejected for good " << r["rejected"] << ", verify mismatches "
+            << r["verify"]["mismatches"] << "\n";
+}
+
+TEST_CASE("replay of OCPP frames (no seq) survives kill -9 without duplicates",
+          "[integration][durability]") {
+  // OCPP frames carry no seq: the node numbers them, so only the welcome's
+  // last_seq tells a reconnected device whether its frame in flight was
+  // stored. One reading per frame: a frame stored twice shows as last_seq
+  // above the frame count, one lost as below.
+  constexpr int devices = 10, frames = 400;
+  test::temp_dir dir;
+  auto file = dir.path() + "/ocpp.ndjson";
+  {
+    std::ofstream out{file};
+    for (int f = 0; f < frames; ++f)
+      for (int d = 0; d < devices; ++d)
+        out << R"({"charge_point_id":"cp-)" << d
+            << R"(","payload":{"connectorId":1,"meterValue":[{"timestamp":"2024-05-01T10:)"
+            << (f / 60 < 10 ? "0" : "") << f / 60 << ':' << (f % 60 < 10 ? "0" : "") << f % 60
+            << R"(Z","sampledValue":[{"value":")" << 1000 + f * 7 + d
+            << R"(.25","measurand":"Energy.Active.Import.Register","unit":"Wh"}]}]}})"
+            << "\n";
+  }
+  restartable_node node;
+  node.storage = dir.path() + "/db";
+  node.port = free_port();
+  node.start();
+  auto report = dir.path() + "/report.json";
+  test::child sim(test::sim_binary(),
+                  {"replay", file, "--node=127.0.0.1:" + std::to_string(node.port),
+                   "--reconnect-min=50ms", "--reconnect-max=1s", "--reconnect-attempts=40",
+                   "--verify", "--quiet", "--report=" + report});
+  wait_for_progress(node.port, 40, 20s, "cp-0");
+  REQUIRE(sim.running());
+  REQUIRE(node.stop(SIGKILL) == 128 + SIGKILL);
+  std::this_thread::sleep_for(700ms);
+  node.start();
+  int sim_rc = sim.wait(60s);
+  INFO(sim.out() << sim.err());
+  REQUIRE(sim_rc == 0);  // every reading acked, --verify exact (count and sum)
+  auto r = read_report(report);
+  INFO(r.dump(2).substr(0, 3000));
+  CHECK(r["acked"] == devices * frames);
+  CHECK(r["sent"] == devices * frames);
+  CHECK(r["verify"]["mismatches"] == 0);
+  CHECK(r["reconnects"].get<std::uint64_t>() > 0);
+  REQUIRE(r["per_device"].size() == devices);
+  for (auto& [device, d] : r["per_device"].items()) {
+    INFO(device);
+    CHECK(d["last_seq"] == frames);
+    CHECK(stored_last_seq(node.port, device) == frames);
+  }
+  std::cout << "replay kill -9: readings acked " << r["acked"] << " of " << devices * frames
+            << ", reconnects " << r["reconnects"] << ", resent " << r["resent"]
+            << ", found stored on resume " << r["resumed"] << "\n";
+}
