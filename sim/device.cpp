@@ -102,6 +102,7 @@ struct device_state {
   std::deque<inflight> q;         // in seq order
   std::size_t inflight_readings = 0;
   bool stopping = false;
+  bool unauthorized = false;  // the node refused our token: coming back would not help
   bool finished = false;
   device_expectation acked;
   device_result result;
@@ -445,6 +446,13 @@ void on_ack(device_ptr self, const server_message& m) {
 void on_error(device_ptr self, const server_message& m) {
   auto& st = self->state;
   auto code = m.code.empty() ? std::string{"unknown"} : m.code;
+  if (code == "unauthorized") {
+    // The node closes with 1008 next; the same token would be refused again.
+    st.errors[code]++;
+    st.unauthorized = true;
+    close_link(st);
+    return;
+  }
   if (st.link == link_state::greeting) {
     // No welcome (e.g. the shard did not answer): try again on a new connection.
     st.errors[code]++;
@@ -531,7 +539,14 @@ caf::behavior device_actor(device_ptr self, boost::asio::io_context* ioc, run_se
         st.t->connected.fetch_add(1);
       }
       st.link = link_state::greeting;
-      st.ws->send("{\"hello\":{\"device\":\"" + st.id + "\"}}");
+      std::string hello = "{\"hello\":{\"device\":";
+      wire::append_json_string(hello, st.id);
+      if (!st.cfg.token.empty()) {
+        hello += ",\"token\":";
+        wire::append_json_string(hello, st.cfg.token);
+      }
+      hello += "}}";
+      st.ws->send(std::move(hello));
       self->delayed_send(self, welcome_timeout, hello_wait_atom::value, gen);
     },
     [=](hello_wait_atom, std::uint64_t gen) {
@@ -567,7 +582,7 @@ caf::behavior device_actor(device_ptr self, boost::asio::io_context* ioc, run_se
       }
       // Refused by policy (1008: auth) or for a frame too big (1009): the same
       // hello and frames would be refused again.
-      if (cause == "1008" || cause == "1009") {
+      if (cause == "1008" || cause == "1009" || st.unauthorized) {
         st.t->gave_up.fetch_add(1);
         problem(st, "not reconnecting: " + reason);
         finish(self);

@@ -47,6 +47,7 @@ struct sim_config : caf::actor_system_config {
   caf::timespan reconnect_min = run_settings{}.reconnect_min;
   caf::timespan reconnect_max = run_settings{}.reconnect_max;
   std::size_t reconnect_attempts = run_settings{}.reconnect_attempts;
+  std::string token;
 
   std::string check_file() const { return pulse::check_config_file(custom_options_, config_file_path); }
 
@@ -77,7 +78,9 @@ struct sim_config : caf::actor_system_config {
            "first reconnect waits up to this (full jitter), doubling per attempt")
       .add(reconnect_max, "reconnect-max", "cap of the reconnect wait")
       .add(reconnect_attempts, "reconnect-attempts",
-           "reconnects in a row without a welcome before a device gives up; 0 = never");
+           "reconnects in a row without a welcome before a device gives up; 0 = never")
+      .add(token, "token",
+           "auth token: sent in every hello, and as Authorization: Bearer by --verify");
   }
 };
 
@@ -87,6 +90,7 @@ const char* usage =
   "options: --node=HOST:PORT --devices=N --rate=R (0 = max) --batch=N --window=N --duration=10s\n"
   "         --ramp-up=2s --drain=15s --speed=X --report=FILE --verify --io-threads=N --quiet\n"
   "         --reconnect-min=100ms --reconnect-max=5s --reconnect-attempts=12 (0 = never give up)\n"
+  "         --token=T (auth: in each hello and, for --verify, as a bearer token)\n"
   "         --config-file=configs/pulse-sim.ini (every option can also live there)\n";
 
 double percentile(const std::vector<float>& sorted, double p) {
@@ -126,7 +130,10 @@ std::size_t verify(const run_settings& rs, tally& t, bool all_acked, nlohmann::j
       std::uint64_t count = 0;
       double sum = 0;
       std::string problem;
-      if (!pulse::net::http_request(rs.host, rs.port, "GET", target, "", res, err)) {
+      std::vector<std::pair<std::string, std::string>> headers;
+      if (!rs.token.empty()) headers.emplace_back("Authorization", "Bearer " + rs.token);
+      if (!pulse::net::http_request(rs.host, rs.port, "GET", target, "", res, err,
+                                    std::chrono::seconds(10), "application/json", headers)) {
         problem = "request failed: " + err;
       } else if (res.status != 200) {
         problem = "HTTP " + std::to_string(res.status) + ": " + res.body;
@@ -265,6 +272,7 @@ int main(int argc, char** argv) {
   rs.reconnect_min = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.reconnect_min);
   rs.reconnect_max = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.reconnect_max);
   rs.reconnect_attempts = cfg.reconnect_attempts;
+  rs.token = cfg.token;
   if (rs.reconnect_min.count() < 1 || rs.reconnect_max < rs.reconnect_min) {
     std::cerr << "pulse-sim: --reconnect-min must be at least 1ms and --reconnect-max at least "
                  "--reconnect-min\n";

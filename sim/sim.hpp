@@ -36,6 +36,7 @@ struct run_settings {
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};
   std::size_t reconnect_attempts = 12;  // in a row without a welcome; 0 = never give up
+  std::string token;  // auth: in each hello, and as the bearer token of --verify
 };
 
 // The ceiling of reconnect attempt `attempt` (0-based): min * 2^attempt, at most max.

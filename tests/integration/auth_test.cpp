@@ -20,7 +20,9 @@ std::string write_tokens(const test::temp_dir& dir) {
   auto path = dir.path() + "/tokens";
   std::ofstream{path} << "# test tokens\n"
                          "device meter-* dev-tok\n"
-                         "reader read-tok\n";
+                         "reader read-tok\n"
+                         "device sim-* sim-tok\n"
+                         "reader sim-tok\n";
   return path;
 }
 
@@ -40,8 +42,11 @@ net::http_response http(const test::node_process& n, const std::string& method,
 // Reads until a frame containing `key` (returned) or the close (returns "").
 std::string read_for(net::ws_blocking_client& ws, const std::string& key) {
   auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (std::chrono::steady_clock::now() < deadline && !ws.closed())
-    if (auto m = ws.read(100ms); m && m->find(key) != std::string::npos) return *m;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto m = ws.read(100ms);  // frames that came before the close are still read
+    if (m && m->find(key) != std::string::npos) return *m;
+    if (!m && ws.closed()) break;
+  }
   return {};
 }
 
@@ -130,7 +135,7 @@ TEST_CASE("start-up: auth off keeps to loopback and says so; a bad tokens file s
     test::child on(test::node_binary(), {"--net.port=0", "--storage.path=" + dir.path() + "/db2",
                                          "--auth.tokens-file=" + write_tokens(dir)});
     CHECK_FALSE(on.wait_for_line("listening on", 20s).empty());
-    CHECK(on.err().find("auth is on: 1 device and 1 reader tokens") != std::string::npos);
+    CHECK(on.err().find("auth is on: 2 device and 2 reader tokens") != std::string::npos);
   }
   test::child open_to_all(test::node_binary(),
                           {"--net.port=0", "--net.address=0.0.0.0", "--storage.path=" + dir.path() + "/x"});
@@ -146,4 +151,17 @@ TEST_CASE("start-up: auth off keeps to loopback and says so; a bad tokens file s
   test::child missing(test::node_binary(), {"--net.port=0", "--auth.tokens-file=" + dir.path() + "/none",
                                             "--storage.path=" + dir.path() + "/z"});
   CHECK(missing.wait(20s) == 2);
+}
+
+TEST_CASE("auth on: pulse-sim with --token writes and verifies; without it, it gives up", "[auth]") {
+  test::temp_dir dir;
+  auto node = test::start_node(dir.path() + "/db", {"--auth.tokens-file=" + write_tokens(dir)});
+  auto addr = "--node=127.0.0.1:" + std::to_string(node.port);
+  test::child sim(test::sim_binary(), {addr, "--devices=5", "--rate=50", "--duration=1s",
+                                       "--token=sim-tok", "--verify", "--quiet"});
+  INFO(sim.out() << sim.err());
+  CHECK(sim.wait(60s) == 0);
+  test::child no_token(test::sim_binary(), {addr, "--devices=2", "--rate=50", "--duration=1s", "--quiet"});
+  INFO(no_token.out() << no_token.err());
+  CHECK(no_token.wait(60s) == 1);
 }

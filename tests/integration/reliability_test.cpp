@@ -137,9 +137,12 @@ struct raw_ws {
 std::uint64_t read_acks_until_close(net::ws_blocking_client& ws, std::chrono::milliseconds timeout) {
   std::uint64_t max_ack = 0;
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!ws.closed() && std::chrono::steady_clock::now() < deadline) {
-    auto msg = ws.read(100ms);
-    if (!msg) continue;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto msg = ws.read(100ms);  // frames that came before the close are still read
+    if (!msg) {
+      if (ws.closed()) break;
+      continue;
+    }
     auto j = json::parse(*msg, nullptr, false);
     if (j.contains("ack")) max_ack = std::max(max_ack, j["ack"]["seq"].get<std::uint64_t>());
   }
