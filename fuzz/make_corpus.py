@@ -107,6 +107,11 @@ queries = [
     "/api/v1/devices/meter-1?x=1",
     "/api/v1/aggregate?metric=v&group_by=node",
     "relative/path",
+    # storage's cursor: 'c', ts and seq as 16 hex digits each
+    "/api/v1/devices/meter-1/readings?limit=2&cursor=c%016x%016x" % (1731801600000 + 12 * 60000, 3),
+    "/api/v1/devices/battery:1:data/readings?cursor=c%016x%016x&to=1731820000000" % (1731801600001, 59),
+    "/api/v1/devices/meter-1/readings?cursor=c%016x%016x" % (253402300799999, 2**64 - 1),
+    "/api/v1/devices/meter-1/readings?cursor=c%016x%016x" % (253402300800000, 0),
     "/api/v1/devices/%00",
 ]
 

@@ -535,6 +535,14 @@ TEST_CASE("hostile WebSocket frames get their documented error and the node keep
   // Nothing of the bad frames was stored: no device named by one exists.
   net::http_response res;
   std::string err;
+  // /metrics counted the errors by code (DESIGN.md "HTTP API").
+  REQUIRE(net::http_request(node.host, node.port, "GET", "/metrics", "", res, err));
+  for (auto code : {"invalid_json", "invalid_reading", "too_large"}) {
+    auto line = std::string("pulse_errors_total{code=\"") + code + "\"} ";
+    auto pos = res.body.find(line);
+    REQUIRE(pos != std::string::npos);
+    CHECK(std::stoull(res.body.substr(pos + line.size())) > 0);
+  }
   for (auto prefix : {"bad", "z"}) {
     REQUIRE(net::http_request(node.host, node.port, "GET",
                               std::string("/api/v1/devices?prefix=") + prefix, "", res, err));
@@ -759,6 +767,7 @@ TEST_CASE("hostile HTTP requests get 4xx JSON errors and the node keeps serving"
              readings + "limit=1e3",
              readings + "limit=18446744073709551616",
              readings + "cursor=garbage",
+             readings + "cursor=c" + std::string(32, 'f'),  // ts past year 9999
              readings + "cursor=%ff%fe%00",
              readings + "metric=voltage",  // not a parameter here
              "/api/v1/devices?limit=1001",
@@ -793,6 +802,8 @@ TEST_CASE("hostile HTTP requests get 4xx JSON errors and the node keeps serving"
              {"POST", "/api/v1/readings", R"({"hello":{"device":"bad-p"}})", 400, "invalid_reading"},
              {"POST", "/api/v1/readings", "[" + repeat("0", 100001, ",") + "]", 413, "too_large"},
              {"POST", "/api/v1/readings", std::string(5000, '['), 400, "invalid_json"},
+             {"POST", "/api/v1/readings", "{\"device\":\"bad-p\xff\",\"values\":{\"v\":1}}", 400, "invalid_json"},
+             {"POST", "/api/v1/readings", "\n\n \r\n", 400, "invalid_reading"},  // no readings
              {"DELETE", "/api/v1/devices/meter-1", "", 405, "method_not_allowed"},
              {"PUT", "/api/v1/readings", "[]", 405, "method_not_allowed"},
              {"GET", "/api/v1/readings", "", 405, "method_not_allowed"}}) {
