@@ -596,6 +596,11 @@ TEST_CASE("frames over net.max-frame-bytes and WebSocket protocol violations clo
       {"ping over 125 bytes", ws_frame(0x89, std::string(126, 'p')), 1002},
       {"close with an invalid code", ws_frame(0x88, std::string("\x03\xe7", 2)), 1002},
       {"text frame with invalid UTF-8", ws_frame(0x81, "{\"device\":\"bad\xff\"}"), 1007},
+      {"new message inside a fragmented one", ws_frame(0x01, "[") + ws_frame(0x81, "{}"), 1002},
+      {"fragments adding up past net.max-frame-bytes",
+       ws_frame(0x01, std::string(max_frame_bytes / 2, ' ')) +
+           ws_frame(0x00, std::string(max_frame_bytes / 2, ' ')) + ws_frame(0x80, "{}"),
+       1009},
     };
     for (auto& c : cases) {
       INFO("raw frame: " << c.name);
@@ -605,6 +610,16 @@ TEST_CASE("frames over net.max-frame-bytes and WebSocket protocol violations clo
       conn.write(c.bytes);
       CHECK(server_close_code(conn, 5s) == c.close_code);
       check_alive(node);
+    }
+    // Fragments within the limit make one frame as usual (the control
+    // case for the two above): the reading is acked.
+    {
+      raw_conn conn;
+      REQUIRE(raw_ws_handshake(conn, node));
+      conn.received().clear();
+      conn.write(ws_frame(0x01, R"({"device":"frag","seq":1,)") + ws_frame(0x89, "ping") +
+                 ws_frame(0x00, R"("values":{"v":1})") + ws_frame(0x80, "}"));
+      CHECK(conn.read_until(R"({"ack":{"device":"frag","seq":1}})", 10s));
     }
     // Garbage instead of a handshake, and a handshake with a bad version.
     ++bad_inputs;
