@@ -51,6 +51,8 @@ std::string node_metrics::render() const {
   line(out, "pulse_write_timeouts_total", "counter",
        "Connections cut off because the peer took no data for net.write-timeout.",
        g(write_timeouts));
+  line(out, "pulse_write_queue_full_total", "counter",
+       "Connections closed with 1013 past net.max-write-queue-bytes queued.", g(write_queue_full));
   line(out, "pulse_accept_failures_total", "counter",
        "Failed accepts (e.g. EMFILE: out of file descriptors).", g(accept_failures));
   line(out, "pulse_http_requests_total", "counter", "HTTP requests served.", g(http_requests));

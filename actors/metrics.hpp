@@ -43,6 +43,7 @@ struct node_metrics {
   std::atomic<std::uint64_t> connections_refused{0}; // over net.max-connections
   std::atomic<std::uint64_t> connections_shed{0};    // closed 1013: a shard over max-pending
   std::atomic<std::uint64_t> write_timeouts{0};      // peer took no data for net.write-timeout
+  std::atomic<std::uint64_t> write_queue_full{0};    // closed 1013 past net.max-write-queue-bytes
   std::atomic<std::uint64_t> accept_failures{0};     // EMFILE and friends
   std::atomic<std::uint64_t> http_requests{0};
   std::atomic<std::uint64_t> frames_in{0};

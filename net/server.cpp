@@ -106,8 +106,10 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     queue_.push_back(std::move(text));
     if (queued_bytes_ > shared_->opts.max_write_queue_bytes) {
       spdlog::warn("ws {}: peer does not read ({} bytes queued), closing", peer_, queued_bytes_);
-      queue_.clear();
-      queued_bytes_ = 0;
+      shared_->b.metrics().write_queue_full.fetch_add(1);
+      // The frame being written stays: Beast still reads from its buffer.
+      queue_.erase(writing_ ? std::next(queue_.begin()) : queue_.begin(), queue_.end());
+      queued_bytes_ = queue_.empty() ? 0 : queue_.front().size();
       do_close(websocket::close_code::try_again_later, "write queue full");
       return;
     }

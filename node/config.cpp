@@ -55,6 +55,8 @@ node_config::node_config() {
     .add(net.max_body_bytes, "max-body-bytes", "largest HTTP request body (413 above)")
     .add(ping_interval, "ping-interval", "WebSocket ping period (0 = no pings)")
     .add(idle_timeout, "idle-timeout", "close a WebSocket that sent nothing for this long")
+    .add(net.max_write_queue_bytes, "max-write-queue-bytes",
+         "bytes queued for one WebSocket before it is closed with 1013 (a peer that does not read)")
     .add(write_timeout, "write-timeout",
          "close a connection whose peer has not taken a write for this long")
     .add(http_timeout, "http-timeout",
@@ -143,6 +145,7 @@ std::string node_config::validate() const {
   if (ping_interval.count() < 0) return "net.ping-interval must not be negative";
   if (idle_timeout.count() <= 0) return "net.idle-timeout must be positive";
   if (write_timeout.count() <= 0) return "net.write-timeout must be positive";
+  if (net.max_write_queue_bytes < 4096) return "net.max-write-queue-bytes must be at least 4096";
   if (http_timeout.count() <= 0) return "net.http-timeout must be positive";
   if (!positive(settings.session_max_unacked)) return "session.max-unacked must be positive";
   if (!positive(settings.batch_max_readings)) return "batch.max-readings must be positive";

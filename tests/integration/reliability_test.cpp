@@ -420,3 +420,34 @@ TEST_CASE("a frame that would put a shard past batch.max-pending is refused with
   REQUIRE(b2.send_text(batch("busy-b", 1, 600), err));
   CHECK(read_acks_until_close(b2, 4s) == 600);
 }
+
+TEST_CASE("a peer that reads too slowly is closed with 1013 past net.max-write-queue-bytes",
+          "[reliability]") {
+  test::temp_dir dir;
+  auto node = test::start_node(dir.path() + "/db", {"--net.write-timeout=60s",
+                                                    "--net.max-write-queue-bytes=65536"});
+  raw_ws reader_less;
+  reader_less.connect(node.port, 4096);
+  std::string f = "[";  // 1000 bad readings: 1000 error frames owed per frame
+  for (int i = 1; i <= 1000; ++i) {
+    if (i > 1) f += ',';
+    f += R"({"device":"slow-1","seq":)" + std::to_string(i) + R"(,"values":{"v":"x"}})";
+  }
+  f += "]";
+  int frames = 0;
+  for (; frames < 400; ++frames) {
+    try {
+      reader_less.send_text(f);
+    } catch (const std::exception&) {
+      break;
+    }
+    if (frames % 10 == 0 && metric(node.port, "pulse_write_queue_full_total") >= 1) break;
+  }
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (metric(node.port, "pulse_write_queue_full_total") < 1 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  CHECK(metric(node.port, "pulse_write_queue_full_total") == 1);
+  CHECK(metric(node.port, "pulse_write_timeouts_total") == 0);
+  CHECK(request(node.port, "GET", "/healthz").status == 200);
+}
