@@ -40,6 +40,15 @@ void write(caf::scoped_actor& self, const caf::actor& shard, std::uint64_t ticke
   self->send(shard, write_atom::value, ticket, std::move(b));
 }
 
+// The router's current shard table.
+std::vector<caf::actor> shard_table(caf::scoped_actor& self, const caf::actor& router) {
+  std::vector<caf::actor> out;
+  self->request(router, 5s, shards_atom::value)
+    .receive([&](std::vector<caf::actor>& s) { out = std::move(s); },
+             [](caf::error& e) { FAIL(caf::to_string(e)); });
+  return out;
+}
+
 struct fixture {
   test::temp_dir dir;
   caf::actor_system_config cfg;
@@ -131,13 +140,7 @@ TEST_CASE("a crashed shard loses only its buffer; the writer's resend stores eve
   auto router = spawn_router(f.sys, f.ctx);
   auto sup = spawn_supervisor(f.sys, f.ctx, router);
   caf::scoped_actor self{f.sys};
-  auto table = [&] {
-    std::vector<caf::actor> out;
-    self->request(router, 5s, shards_atom::value)
-      .receive([&](std::vector<caf::actor>& s) { out = std::move(s); },
-               [](caf::error& e) { FAIL(caf::to_string(e)); });
-    return out;
-  };
+  auto table = [&] { return shard_table(self, router); };
   auto first = table().at(0);
   // 1..3 made durable (last_seq flushes first), 4..6 only buffered
   write(self, first, 1, make_batch("d", 1, 3));
@@ -200,13 +203,7 @@ TEST_CASE("the supervisor restarts a killed shard, and marks the node unhealthy 
   auto router = spawn_router(f.sys, f.ctx);
   auto sup = spawn_supervisor(f.sys, f.ctx, router);
   caf::scoped_actor self{f.sys};
-  auto table = [&] {
-    std::vector<caf::actor> out;
-    self->request(router, 5s, shards_atom::value)
-      .receive([&](std::vector<caf::actor>& s) { out = std::move(s); },
-               [](caf::error& e) { FAIL(caf::to_string(e)); });
-    return out;
-  };
+  auto table = [&] { return shard_table(self, router); };
   auto wait_for_new = [&](const caf::actor& old) {
     auto deadline = std::chrono::steady_clock::now() + 5s;
     while (std::chrono::steady_clock::now() < deadline) {
