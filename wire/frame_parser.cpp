@@ -707,7 +707,7 @@ frame_parser::impl::flow frame_parser::impl::read_meta(od::value& v, reading_dra
       bad = true;
       continue;
     }
-    if (m.size() > max_meta_bytes) {
+    if (m.size() + 1 > max_meta_bytes) {  // + 1: the closing brace still to come
       d.problems.push_back(where(loc, true) + "meta is larger than " +
                            std::to_string(max_meta_bytes) + " bytes");
       bad = true;

@@ -513,6 +513,14 @@ void frame_parser::impl::apply_ocpp_meta(std::string_view device) {
     append_json_string(m, std::string_view(unit_arena_.data() + u.unit_off, u.unit_len));
   }
   m += '}';
+  // The same cap as a reading's meta: units are client strings of any length.
+  // Reported, not silently cut; the readings are kept.
+  if (m.size() > max_meta_bytes) {
+    push_error(error_code::invalid_reading,
+               "meta is larger than " + std::to_string(max_meta_bytes) +
+                   " bytes (connectorId, transactionId and units not stored)");
+    return;
+  }
   set_meta(device, m);
 }
 

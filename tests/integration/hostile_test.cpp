@@ -527,10 +527,27 @@ TEST_CASE("hostile WebSocket frames get their documented error and the node keep
   CHECK(errors[0]["code"] == "invalid_json");
   check_alive(node);
 
-  // The limits themselves are not off by one: 64 metrics are fine.
+  // The limits themselves are not off by one: 64 metrics are fine, and a
+  // meta of 4096 bytes as stored ({"x":"..."}), but not one of 4097.
   std::string v;
   for (int i = 0; i < 64; ++i) v += (i ? ",\"m" : "\"m") + std::to_string(i) + "\":1";
   CHECK(errors_of(ws, R"({"device":"edge-64","seq":1,"values":{)" + v + "}}").empty());
+  auto with_meta = [](std::size_t meta_bytes) {
+    return R"({"device":"edge-meta","values":{"v":1},"meta":{"x":")" +
+           std::string(meta_bytes - 8, 'a') + "\"}}";
+  };
+  CHECK(errors_of(ws, with_meta(4096)).empty());
+  ++bad_inputs;
+  errors = errors_of(ws, with_meta(4097));
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0]["message"] == "meta is larger than 4096 bytes");
+  // OCPP meta (units are client strings) has the same cap; the reading is kept.
+  ++bad_inputs;
+  errors = errors_of(ws, R"({"charge_point_id":"edge-ocpp","payload":{"meterValue":[{"timestamp":)"
+                         R"("2023-09-17T20:29:59Z","sampledValue":[{"value":"1","unit":")" +
+                             std::string(5000, 'W') + "\"}]}]}}");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0]["message"].get<std::string>().rfind("meta is larger than 4096 bytes", 0) == 0);
 
   // Nothing of the bad frames was stored: no device named by one exists.
   net::http_response res;
