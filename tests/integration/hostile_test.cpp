@@ -695,6 +695,26 @@ TEST_CASE("hostile HTTP requests get 4xx JSON errors and the node keeps serving"
     }
   }
 
+  SECTION("200 pipelined requests in one write are all answered, in order") {
+    ++bad_inputs;
+    raw_conn c;
+    REQUIRE(c.connect(node.port));
+    std::string reqs;
+    for (int i = 0; i < 199; ++i)
+      reqs += i % 2 ? "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                    : "GET /api/v1/devices/nope HTTP/1.1\r\nHost: x\r\n\r\n";
+    reqs += "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    REQUIRE(c.write(reqs));
+    const auto& bytes = c.read_until_close(20s);
+    std::vector<std::string> statuses;
+    for (auto pos = bytes.find("HTTP/1.1 "); pos != std::string::npos;
+         pos = bytes.find("HTTP/1.1 ", pos + 1))
+      statuses.push_back(bytes.substr(pos + 9, 3));
+    REQUIRE(statuses.size() == 200);
+    for (std::size_t i = 0; i < statuses.size(); ++i) CHECK(statuses[i] == (i % 2 ? "200" : "404"));
+    check_alive(node);
+  }
+
   SECTION("bodies over net.max-body-bytes: 413") {
     ++bad_inputs;
     auto r = raw_http(node, "POST /api/v1/readings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
