@@ -102,19 +102,6 @@ void append_int(std::string& out, Int v) {
   out.append(buf, r.ptr);
 }
 
-// Howard Hinnant's days_from_civil: days since 1970-01-01 in the proleptic
-// Gregorian calendar, without touching the C library's time zone state.
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-bool leap_year(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
 enum class ts_status { absent, ok, bad };
 
 // A wire timestamp: ms since epoch as a JSON number, or an RFC 3339 string.
