@@ -40,7 +40,9 @@ for t in "${targets[@]}"; do
       ${PULSE_FUZZ_ARGS:-} "$work" "fuzz/corpus/$t" >"$log" 2>&1; then
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-    echo "fuzz: $t ok: $execs inputs ($rate/s), corpus $(ls "$work" | wc -l) files"
+    # libFuzzer's own count: the work dir also keeps inputs it later reduced.
+    corpus=$(sed -n 's/.*DONE .* corp: \([0-9]*\/[0-9A-Za-z]*\).*/\1/p' "$log")
+    echo "fuzz: $t ok: $execs inputs ($rate/s), corpus $corpus"
   else
     echo "fuzz: $t FAILED; the end of $log:"
     tail -n 60 "$log"
