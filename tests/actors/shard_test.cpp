@@ -109,7 +109,7 @@ TEST_CASE("a shard flushes batch.max-delay after the first buffered reading") {
   self->send_exit(shard, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("duplicates are acked but not stored; last_seq answers what is durable") {
+TEST_CASE("duplicates are acked but not stored, last_seq answers what is durable") {
   fixture f{1, 10s};
   auto shard = spawn_shard(f.sys, f.ctx, 0);
   caf::scoped_actor self{f.sys};
@@ -133,7 +133,7 @@ TEST_CASE("duplicates are acked but not stored; last_seq answers what is durable
   self->send_exit(shard, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("a crashed shard loses only its buffer; the writer's resend stores every reading once") {
+TEST_CASE("a crashed shard loses only its buffer, the writer's resend stores every reading once") {
   fixture f{1000, 10s};  // nothing flushes by itself: stop or last_seq do
   f.ctx->settings.shards = 1;
   f.ctx->settings.fault_injection = true;

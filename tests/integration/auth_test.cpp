@@ -95,7 +95,7 @@ TEST_CASE("auth on: WebSocket writers need a hello with a device token covering 
   CHECK_FALSE(read_for(sub, "\"snapshot\"").empty());
 }
 
-TEST_CASE("auth on: HTTP needs a bearer token; health and metrics stay open", "[auth]") {
+TEST_CASE("auth on: HTTP needs a bearer token, health and metrics stay open", "[auth]") {
   test::temp_dir dir;
   auto node = test::start_node(dir.path() + "/db", {"--auth.tokens-file=" + write_tokens(dir)});
   for (auto token : {"", "nope", "dev-tok"}) {
@@ -126,7 +126,7 @@ TEST_CASE("auth on: HTTP needs a bearer token; health and metrics stay open", "[
   CHECK(node.proc->out().find("listening on 127.0.0.1:") != std::string::npos);
 }
 
-TEST_CASE("start-up: auth off keeps to loopback and says so; a bad tokens file stops it", "[auth]") {
+TEST_CASE("start-up: auth off keeps to loopback and says so, a bad tokens file stops it", "[auth]") {
   test::temp_dir dir;
   {
     test::child off(test::node_binary(), {"--net.port=0", "--storage.path=" + dir.path() + "/db"});
@@ -153,7 +153,7 @@ TEST_CASE("start-up: auth off keeps to loopback and says so; a bad tokens file s
   CHECK(missing.wait(20s) == 2);
 }
 
-TEST_CASE("auth on: pulse-sim with --token writes and verifies; without it, it gives up", "[auth]") {
+TEST_CASE("auth on: pulse-sim with --token writes and verifies, without it, it gives up", "[auth]") {
   test::temp_dir dir;
   auto node = test::start_node(dir.path() + "/db", {"--auth.tokens-file=" + write_tokens(dir)});
   auto addr = "--node=127.0.0.1:" + std::to_string(node.port);

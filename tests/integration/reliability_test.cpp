@@ -184,7 +184,7 @@ TEST_CASE("shards crashed over and over under load lose no acked reading and sto
             << ", verify mismatches: " << j["verify"]["mismatches"] << "\n";
 }
 
-TEST_CASE("past supervisor.max-restarts the node reports unhealthy; crashing needs fault injection",
+TEST_CASE("past supervisor.max-restarts the node reports unhealthy, crashing needs fault injection",
           "[reliability]") {
   test::temp_dir dir;
   {
