@@ -300,14 +300,16 @@ TEST_CASE("the node pings, closes silent peers after net.idle-timeout, keeps ans
             << " ms more (net.idle-timeout=1s)\n";
 }
 
-TEST_CASE("a peer that stops reading is cut off after net.write-timeout", "[reliability]") {
-  test::temp_dir dir;
-  auto node = test::start_node(dir.path() + "/db", {"--net.write-timeout=1s"});
+namespace {
+
+// A client that never reads sends frames of 1000 bad readings, so the node
+// owes it 1000 error frames (~90 KB) per frame, until the node cuts it off or
+// `counter` (a /metrics counter) moves. `pause` paces the frames. Returns how
+// many frames went out.
+int flood_without_reading(std::uint16_t port, const std::string& counter,
+                          std::chrono::milliseconds pause) {
   raw_ws reader_less;
-  reader_less.connect(node.port, 4096);
-  // Each frame holds 1000 bad readings, so the node owes 1000 error frames
-  // (~90 KB) per frame; this client never reads them. Paced so that the
-  // socket buffers fill well before the write queue's byte limit would.
+  reader_less.connect(port, 4096);
   std::string f = "[";
   for (int i = 1; i <= 1000; ++i) {
     if (i > 1) f += ',';
@@ -321,14 +323,25 @@ TEST_CASE("a peer that stops reading is cut off after net.write-timeout", "[reli
     } catch (const std::exception&) {
       break;  // the node closed the connection
     }
-    std::this_thread::sleep_for(20ms);
-    if (frames % 25 == 0 && metric(node.port, "pulse_write_timeouts_total") >= 1) break;
+    std::this_thread::sleep_for(pause);
+    if (frames % 10 == 0 && metric(port, counter) >= 1) break;
   }
-  auto wait_until = std::chrono::steady_clock::now() + 5s;
-  while (metric(node.port, "pulse_write_timeouts_total") < 1 &&
-         std::chrono::steady_clock::now() < wait_until)
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (metric(port, counter) < 1 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(50ms);
+  return frames;
+}
+
+}  // namespace
+
+TEST_CASE("a peer that stops reading is cut off after net.write-timeout", "[reliability]") {
+  test::temp_dir dir;
+  auto node = test::start_node(dir.path() + "/db", {"--net.write-timeout=1s"});
+  // Paced so that the socket buffers fill well before the write queue's byte
+  // limit (16 MiB) would be reached.
+  int frames = flood_without_reading(node.port, "pulse_write_timeouts_total", 20ms);
   CHECK(metric(node.port, "pulse_write_timeouts_total") == 1);
+  CHECK(metric(node.port, "pulse_write_queue_full_total") == 0);
   CHECK(request(node.port, "GET", "/healthz").status == 200);
   CHECK(frames < 400);
   std::cout << "[reliability] non-reading peer cut off by net.write-timeout after " << frames
@@ -426,27 +439,7 @@ TEST_CASE("a peer that reads too slowly is closed with 1013 past net.max-write-q
   test::temp_dir dir;
   auto node = test::start_node(dir.path() + "/db", {"--net.write-timeout=60s",
                                                     "--net.max-write-queue-bytes=65536"});
-  raw_ws reader_less;
-  reader_less.connect(node.port, 4096);
-  std::string f = "[";  // 1000 bad readings: 1000 error frames owed per frame
-  for (int i = 1; i <= 1000; ++i) {
-    if (i > 1) f += ',';
-    f += R"({"device":"slow-1","seq":)" + std::to_string(i) + R"(,"values":{"v":"x"}})";
-  }
-  f += "]";
-  int frames = 0;
-  for (; frames < 400; ++frames) {
-    try {
-      reader_less.send_text(f);
-    } catch (const std::exception&) {
-      break;
-    }
-    if (frames % 10 == 0 && metric(node.port, "pulse_write_queue_full_total") >= 1) break;
-  }
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (metric(node.port, "pulse_write_queue_full_total") < 1 &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(50ms);
+  flood_without_reading(node.port, "pulse_write_queue_full_total", 0ms);
   CHECK(metric(node.port, "pulse_write_queue_full_total") == 1);
   CHECK(metric(node.port, "pulse_write_timeouts_total") == 0);
   CHECK(request(node.port, "GET", "/healthz").status == 200);
