@@ -13,13 +13,22 @@ tr:hover{background:#f4f4f4;cursor:pointer}#chart{border:1px solid #ccc;margin-t
 <h1>Pulse</h1>
 <p><a href="/metrics">/metrics</a> · <a href="/api/v1/devices">/api/v1/devices</a> ·
 <a href="/readyz">/readyz</a></p>
+<p>Reader token (only when the node has auth.tokens-file): <input id="token" size="32" type="password">
+<span id="msg"></span></p>
 <h2>Devices</h2>
 <table id="devices"><thead><tr><th>device</th><th>last_seq</th><th>last seen</th><th>online</th><th>metrics</th></tr></thead><tbody></tbody></table>
 <h2 id="title">Select a device</h2>
 <canvas id="chart" width="900" height="260"></canvas>
 <script>
+const tok=document.getElementById('token');tok.value=localStorage.getItem('pulseToken')||'';
+tok.onchange=()=>{localStorage.setItem('pulseToken',tok.value);devices();};
+async function get(u){
+  const t=tok.value,r=await fetch(u,t?{headers:{Authorization:'Bearer '+t}}:{});
+  document.getElementById('msg').textContent=r.status==401?'this node needs a reader token':'';
+  return r.json();
+}
 async function devices(){
-  const r=await fetch('/api/v1/devices?limit=200');const j=await r.json();
+  const j=await get('/api/v1/devices?limit=200');if(!j.devices)return;
   const tb=document.querySelector('#devices tbody');tb.innerHTML='';
   for(const d of j.devices){
     const tr=document.createElement('tr');
@@ -30,7 +39,7 @@ async function devices(){
 async function chart(id,metric){
   const to=Date.now()+60000,from=to-3600000;
   const u=`/api/v1/devices/${encodeURIComponent(id)}/aggregate?metric=${encodeURIComponent(metric)}&from=${from}&to=${to}&step=1m&fn=avg`;
-  const j=await (await fetch(u)).json();
+  const j=await get(u);
   document.getElementById('title').textContent=`${id} · ${metric} · avg per minute, last hour`;
   const c=document.getElementById('chart'),g=c.getContext('2d');g.clearRect(0,0,c.width,c.height);
   const b=j.buckets||[];if(!b.length)return;

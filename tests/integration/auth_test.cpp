@@ -113,6 +113,9 @@ TEST_CASE("auth on: HTTP needs a bearer token, health and metrics stay open", "[
   CHECK(http(node, "GET", "/healthz", "").status == 200);
   CHECK(http(node, "GET", "/readyz", "").status == 200);
   CHECK(http(node, "GET", "/metrics", "").status == 200);
+  auto page = http(node, "GET", "/", "");  // the dashboard asks for a token itself
+  CHECK(page.status == 200);
+  CHECK(page.body.find("Reader token") != std::string::npos);
 
   const std::string body = R"([{"device":"meter-2","seq":1,"values":{"v":2}}])";
   CHECK(http(node, "POST", "/api/v1/readings", "", body).status == 401);
