@@ -10,6 +10,7 @@ mkdir -p var
 if [[ -f var/pulse-node.pid ]] && kill -0 "$(cat var/pulse-node.pid)" 2>/dev/null; then
   kill "$(cat var/pulse-node.pid)"; sleep 1
 fi
+rm -f var/pulse-node.out  # an old start-up line must not be taken for this one
 "$build_dir/node/pulse-node" --config-file=configs/pulse-node.ini >var/pulse-node.out 2>var/pulse-node.log &
 echo $! >var/pulse-node.pid
 for _ in $(seq 100); do
