@@ -11,9 +11,12 @@
 #include "net/http_client.hpp"
 #include "net/ws_client.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/ws_helpers.hpp"
 
 using namespace pulse;
 using namespace std::chrono_literals;
+using test::connect;
+using test::read_until;
 using nlohmann::json;
 
 namespace {
@@ -27,29 +30,6 @@ json get_json(const test::node_process& n, const std::string& target, int expect
   auto j = json::parse(res.body, nullptr, false);
   REQUIRE_FALSE(j.is_discarded());
   return j;
-}
-
-// Reads frames until one has `key` at top level; fails on timeout.
-json read_until(net::ws_blocking_client& ws, const std::string& key,
-                std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto msg = ws.read(200ms);
-    if (!msg) {
-      REQUIRE_FALSE(ws.closed());
-      continue;
-    }
-    auto j = json::parse(*msg, nullptr, false);
-    REQUIRE_FALSE(j.is_discarded());
-    if (j.contains(key)) return j;
-  }
-  FAIL("no '" << key << "' message within the timeout");
-  return {};
-}
-
-void connect(net::ws_blocking_client& ws, const test::node_process& n) {
-  std::string err;
-  REQUIRE(ws.connect(n.host, n.port, err));
 }
 
 void send(net::ws_blocking_client& ws, const std::string& text) {
