@@ -173,7 +173,8 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
         std::vector<std::uint64_t> need(st.shards.size());
         for (auto& b : frame->batches) need[shard_of(b.device, st.shards.size())] += b.size();
         for (std::size_t i = 0; i < need.size(); ++i)
-          if (need[i] > 0 && st.ctx->shard_load[i].load() + need[i] > st.ctx->settings.batch_max_pending) {
+          if (auto load = st.ctx->shard_load[i].load();
+              need[i] > 0 && load > 0 && load + need[i] > st.ctx->settings.batch_max_pending) {
             st.ctx->metrics.count_error(wire::error_code::overloaded);
             answer_error(self, 503, wire::error_code::overloaded,
                          "shard " + std::to_string(i) + " is over batch.max-pending; nothing stored, retry later");

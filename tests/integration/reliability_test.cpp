@@ -432,6 +432,12 @@ TEST_CASE("a frame that would put a shard past batch.max-pending is refused with
   CHECK(last_seq == 0);  // nothing of the refused frame was stored
   REQUIRE(b2.send_text(batch("busy-b", 1, 600), err));
   CHECK(read_acks_until_close(b2, 4s) == 600);
+  // A frame bigger than batch.max-pending still gets into an idle shard.
+  net::ws_blocking_client c;
+  REQUIRE(c.connect("127.0.0.1", node.port, err));
+  REQUIRE(c.send_text(batch("big-c", 1, 1500), err));
+  CHECK(read_acks_until_close(c, 4s) == 1500);
+  CHECK(metric(node.port, "pulse_connections_shed_total") == 1);
 }
 
 TEST_CASE("a peer that reads too slowly is closed with 1013 past net.max-write-queue-bytes",
