@@ -23,6 +23,8 @@ struct supervisor_state {
   caf::response_promise stop_promise;
 };
 
+namespace {
+
 // Fault injection: makes shard n throw. false when off, stopping or no such shard.
 bool crash(caf::stateful_actor<supervisor_state>* self, std::uint64_t n) {
   auto& st = self->state;
@@ -30,6 +32,8 @@ bool crash(caf::stateful_actor<supervisor_state>* self, std::uint64_t n) {
   self->send(st.shards[n], crash_atom::value);
   return true;
 }
+
+}  // namespace
 
 caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, context_ptr ctx,
                                caf::actor router) {
