@@ -15,7 +15,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 scenario() {  # name, then pulse-sim options
   local name=$1; shift
   for i in $(seq "$runs"); do
-    rm -rf "$tmp/db"
+    rm -rf "$tmp/db" "$tmp/node.out"  # an old start-up line must not be read as this one
     "$build/node/pulse-node" --config-file=configs/pulse-node.ini --net.port=0 \
       --storage.path="$tmp/db" --log.level=warn >"$tmp/node.out" 2>"$tmp/node.err" &
     local pid=$!
