@@ -79,19 +79,12 @@ struct ingest_state {
   static inline const char* name = "ingest";
   context_ptr ctx;
   http_callback done;
-  std::vector<caf::actor> shards;
-  write_window window;  // resent to a shard that restarts before it acks
+  write_window window;  // the shard table; resent to a shard that restarts before it acks
   std::uint64_t accepted = 0;
   std::uint64_t rejected = 0;
   std::string reject_reason;
   nlohmann::json acks = nlohmann::json::array();
   bool answered = false;
-
-  ~ingest_state() {
-    if (!ctx) return;
-    for (std::size_t i = 0; i < window.shards(); ++i)
-      ctx->shard_load[i].fetch_sub(window.pending_readings(i), std::memory_order_relaxed);
-  }
 };
 
 namespace {
@@ -167,13 +160,13 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
     .await(
       [=](std::vector<caf::actor>& shards) {
         auto& st = self->state;
-        st.shards = std::move(shards);
-        st.window.resize(st.shards.size());
+        st.window.start(std::move(shards), st.ctx->shard_load.get());
+        auto n_shards = st.window.shards();
         // All or nothing here too: refuse the body if a shard it needs is full.
-        std::vector<std::uint64_t> need(st.shards.size());
-        for (auto& b : frame->batches) need[shard_of(b.device, st.shards.size())] += b.size();
+        std::vector<std::uint64_t> need(n_shards);
+        for (auto& b : frame->batches) need[shard_of(b.device, n_shards)] += b.size();
         for (std::size_t i = 0; i < need.size(); ++i)
-          if (auto load = st.ctx->shard_load[i].load();
+          if (auto load = st.window.load(i);
               need[i] > 0 && load > 0 && load + need[i] > st.ctx->settings.batch_max_pending) {
             st.ctx->metrics.count_error(wire::error_code::overloaded);
             answer_error(self, 503, wire::error_code::overloaded,
@@ -182,14 +175,8 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
           }
         for (auto& b : frame->batches) {
           if (b.empty()) continue;
-          auto i = shard_of(b.device, st.shards.size());
-          auto n = b.size();
-          st.accepted += n;
-          auto ticket = st.window.next_ticket();
-          auto msg = caf::make_message(write_atom::value, ticket, std::move(b));
-          st.ctx->shard_load[i].fetch_add(n, std::memory_order_relaxed);
-          self->send(st.shards[i], msg);
-          st.window.push(i, ticket, n, std::move(msg));
+          st.accepted += b.size();
+          st.window.send(self, shard_of(b.device, n_shards), std::move(b));
         }
         st.ctx->metrics.readings_in.fetch_add(st.accepted);
       },
@@ -200,8 +187,7 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
     [=](ack_atom, std::uint64_t shard, ack_list& acks, std::uint64_t ticket) {
       auto& st = self->state;
       for (auto& [device, seq] : acks) st.acks.push_back({{"device", device}, {"seq", seq}});
-      auto done = st.window.ack(shard, ticket);
-      if (shard < st.window.shards()) st.ctx->shard_load[shard].fetch_sub(done);
+      st.window.ack(shard, ticket);
       maybe_finish(self);
     },
     [=](reject_atom, std::string&, std::uint64_t count, std::string& why) {
@@ -210,10 +196,7 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
       st.reject_reason = why;
     },
     [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
-      auto& st = self->state;
-      if (index >= st.shards.size()) return;
-      st.shards[index] = shard;
-      for (auto& e : st.window.pending(index)) self->send(shard, e.msg);
+      self->state.window.restarted(self, index, std::move(shard));
     },
     [=](stop_atom) -> bool { return true; },  // node stopping (router asks every writer)
     [=](timeout_atom) {

@@ -29,10 +29,9 @@ struct session_state {
   std::shared_ptr<session_sink> sink;
   caf::actor router;
   std::string peer;
-  std::vector<caf::actor> shards;
   wire::frame_parser parser;
   wire::frame frame;
-  write_window window;
+  write_window window;  // the shard table, and what is unacked at each shard
   bool reading = true;
   bool shed = false;      // refused a frame for overload, or unauthorized; closing
   bool authed = false;    // auth on: a hello with a good token was seen
@@ -42,11 +41,8 @@ struct session_state {
   std::vector<std::string> out;             // frames to send, reused
 
   ~session_state() {
-    if (!ctx) return;
-    for (auto& d : devices) ctx->online.remove(d);
-    // What this session still had in flight no longer counts against its shards.
-    for (std::size_t i = 0; i < window.shards(); ++i)
-      ctx->shard_load[i].fetch_sub(window.pending_readings(i), std::memory_order_relaxed);
+    if (ctx)
+      for (auto& d : devices) ctx->online.remove(d);
   }
 };
 
@@ -75,8 +71,7 @@ void update_reading(session_state& st) {
   bool pause = st.reading ? unacked >= max : unacked > max / 2;
   auto soft = st.ctx->settings.batch_max_pending / 2;
   for (std::size_t i = 0; !pause && i < st.window.shards(); ++i)
-    pause = !st.window.pending(i).empty() &&
-            st.ctx->shard_load[i].load(std::memory_order_relaxed) > soft;
+    pause = st.window.waiting_on(i) && st.window.load(i) > soft;
   if (st.reading == !pause) return;
   st.reading = !pause;
   st.sink->set_reading(st.reading);
@@ -87,7 +82,7 @@ void update_reading(session_state& st) {
 void handle_hello(session_ptr self, std::string device, int attempt = 0) {
   auto& st = self->state;
   if (st.devices.insert(device).second) st.ctx->online.add(device);
-  auto& shard = st.shards[shard_of(device, st.shards.size())];
+  auto& shard = st.window.shard(shard_of(device, st.window.shards()));
   self->request(shard, st.ctx->settings.query_timeout, last_seq_atom::value, device)
     .then(
       [=](std::uint64_t last_seq) {
@@ -111,9 +106,9 @@ bool admit(session_ptr self, const wire::frame& f) {
   auto limit = st.ctx->settings.batch_max_pending;
   for (auto& b : f.batches) {
     if (b.empty()) continue;
-    auto i = shard_of(b.device, st.shards.size());
+    auto i = shard_of(b.device, st.window.shards());
     // An idle shard takes any frame, so one bigger than the limit still gets in.
-    auto load = st.ctx->shard_load[i].load(std::memory_order_relaxed);
+    auto load = st.window.load(i);
     if (load == 0 || load + b.size() <= limit) continue;
     std::optional<std::uint64_t> seq;
     if (b.rows.front().has_seq) seq = b.rows.front().seq;
@@ -128,16 +123,6 @@ bool admit(session_ptr self, const wire::frame& f) {
     return false;
   }
   return true;
-}
-
-void send_write(session_ptr self, std::size_t shard, reading_batch&& b) {
-  auto& st = self->state;
-  auto n = b.size();
-  auto ticket = st.window.next_ticket();
-  auto msg = caf::make_message(write_atom::value, ticket, std::move(b));
-  st.ctx->shard_load[shard].fetch_add(n, std::memory_order_relaxed);
-  self->send(st.shards[shard], msg);
-  st.window.push(shard, ticket, n, std::move(msg));
 }
 
 // Auth on: a frame before a good hello, a bad token, or a device the token
@@ -226,7 +211,7 @@ void handle_frame(session_ptr self, std::string& text) {
     if (b.empty()) continue;
     if (st.devices.size() < 4096 && st.devices.insert(b.device).second)
       st.ctx->online.add(b.device);
-    send_write(self, shard_of(b.device, st.shards.size()), std::move(b));
+    st.window.send(self, shard_of(b.device, st.window.shards()), std::move(b));
   }
   m.readings_in.fetch_add(n, std::memory_order_relaxed);
   update_reading(st);
@@ -247,8 +232,7 @@ caf::behavior session_actor(caf::stateful_actor<session_state>* self, context_pt
   self->request(router, std::chrono::seconds(10), shards_atom::value)
     .await(
       [=](std::vector<caf::actor>& shards) {
-        self->state.shards = std::move(shards);
-        self->state.window.resize(self->state.shards.size());
+        self->state.window.start(std::move(shards), self->state.ctx->shard_load.get());
       },
       [=](caf::error& err) {
         spdlog::error("session {}: no shard table: {}", self->state.peer, caf::to_string(err));
@@ -264,9 +248,7 @@ caf::behavior session_actor(caf::stateful_actor<session_state>* self, context_pt
       st.ctx->metrics.acks_out.fetch_add(acks.size(), std::memory_order_relaxed);
       if (!st.out.empty()) st.sink->send_texts(std::move(st.out));
       st.out = {};
-      auto done = st.window.ack(shard, ticket);
-      if (shard < st.window.shards())
-        st.ctx->shard_load[shard].fetch_sub(done, std::memory_order_relaxed);
+      st.window.ack(shard, ticket);
       update_reading(st);
     },
     [=](reject_atom, std::string& device, std::uint64_t count, std::string& why) {
@@ -274,12 +256,9 @@ caf::behavior session_actor(caf::stateful_actor<session_state>* self, context_pt
                  std::to_string(count) + " readings of " + device + " not stored: " + why);
     },
     [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
-      auto& st = self->state;
-      if (index >= st.shards.size()) return;
-      st.shards[index] = shard;
-      // The old instance lost what it had not flushed: send it all again, in
-      // order. Readings it did store are deduplicated by seq.
-      for (auto& e : st.window.pending(index)) self->send(shard, e.msg);
+      // The old instance lost what it had not flushed: the window sends it all
+      // again, in order. Readings it did store are deduplicated by seq.
+      self->state.window.restarted(self, index, std::move(shard));
     },
     [=](retry_atom, std::string& device, int attempt) { handle_hello(self, device, attempt); },
     [=](stop_atom) {
