@@ -228,6 +228,11 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     });
   }
 
+  void disarm_write_timer() {
+    ++write_gen_;  // a wait already queued sees it is stale
+    write_timer_.cancel();
+  }
+
   void do_write() {
     writing_ = true;
     arm_write_timer();
@@ -238,8 +243,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   void on_write(beast::error_code ec, std::size_t) {
     writing_ = false;
-    ++write_gen_;
-    write_timer_.cancel();
+    disarm_write_timer();
     if (ec) {
       spdlog::debug("ws {}: write failed: {}", peer_, ec.message());
       queue_.clear();
@@ -263,8 +267,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   }
 
   void on_close(beast::error_code) {
-    ++write_gen_;
-    write_timer_.cancel();
+    disarm_write_timer();
     finish();
   }
 
@@ -416,16 +419,21 @@ class http_session : public std::enable_shared_from_this<http_session> {
         return send_simple(http::status::method_not_allowed, "method_not_allowed",
                            "use GET for " + path, keep_alive_);
       }
-      auto self = shared_from_this();
       shared_->b.http(method == "HEAD" ? "GET" : method, target, std::move(req.body()),
-                      std::move(writer), [self](http_reply r) {
-                        asio::post(self->stream_.get_executor(), [self, r = std::move(r)] {
-                          self->send(r.status, r.content_type, std::move(r.body));
-                        });
-                      });
+                      std::move(writer), reply_on_strand());
       return;
     }
     send_simple(http::status::not_found, "not_found", "no such endpoint: " + path, keep_alive_);
+  }
+
+  // The callback the actors answer through (from an actor thread): the reply
+  // is sent from this connection's strand.
+  http_callback reply_on_strand() {
+    return [self = shared_from_this()](http_reply r) {
+      asio::post(self->stream_.get_executor(), [self, r = std::move(r)] {
+        self->send(r.status, r.content_type, std::move(r.body));
+      });
+    };
   }
 
   // POST /admin/shards/{n}/crash (debug.fault-injection only; 404 otherwise).
@@ -445,12 +453,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
         if (method != http::verb::post)
           return send_simple(http::status::method_not_allowed, "method_not_allowed",
                              "use POST for " + path, keep_alive_);
-        auto self = shared_from_this();
-        shared_->b.crash_shard(n, [self](http_reply r) {
-          asio::post(self->stream_.get_executor(), [self, r = std::move(r)] {
-            self->send(r.status, r.content_type, std::move(r.body));
-          });
-        });
+        shared_->b.crash_shard(n, reply_on_strand());
         return;
       }
     }
