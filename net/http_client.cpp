@@ -107,6 +107,23 @@ class http_call {
 
 }  // namespace
 
+std::string url_encode(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_' || c == '.' || c == '~';
+    if (plain) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
 bool http_request(const std::string& host, std::uint16_t port, const std::string& method,
                   const std::string& target, const std::string& body, http_response& out,
                   std::string& error, std::chrono::milliseconds timeout,

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -29,6 +30,10 @@ constexpr std::size_t max_http_response_bytes = 256u << 20;
 // status, 4xx and 5xx included, is a success with out.status set. `body` and
 // `content_type` are sent when the body is non-empty or the method is POST,
 // PUT or PATCH.
+// Percent-encodes everything but RFC 3986's unreserved characters
+// (A-Z a-z 0-9 - _ . ~), for a path segment or a query value.
+std::string url_encode(std::string_view s);
+
 bool http_request(const std::string& host, std::uint16_t port, const std::string& method,
                   const std::string& target, const std::string& body, http_response& out,
                   std::string& error, std::chrono::milliseconds timeout = std::chrono::seconds(10),

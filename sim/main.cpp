@@ -99,19 +99,6 @@ double percentile(const std::vector<float>& sorted, double p) {
   return sorted[std::min(sorted.size() - 1, i == 0 ? 0 : i - 1)];
 }
 
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-    else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 // Checks that every acked reading is stored: per device and metric, count and
 // sum over the acked readings' time span. Returns the number of mismatches.
@@ -122,8 +109,10 @@ std::size_t verify(const run_settings& rs, tally& t, bool all_acked, nlohmann::j
     for (auto& [metric, tot] : exp.metrics) {
       if (tot.count == 0) continue;
       ++checked;
-      std::string target = "/api/v1/devices/" + url_encode(device) + "/aggregate?metric=" +
-                           url_encode(metric) + "&from=" + std::to_string(exp.min_ts) +
+      using pulse::net::url_encode;
+      std::string target = "/api/v1/devices/" + url_encode(device) +
+                           "/aggregate?metric=" + url_encode(metric) +
+                           "&from=" + std::to_string(exp.min_ts) +
                            "&to=" + std::to_string(exp.max_ts + 1) + "&fn=count,sum";
       pulse::net::http_response res;
       std::string err;

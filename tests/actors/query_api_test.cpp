@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/query_api.hpp"
+#include "net/http_client.hpp"
 #include "storage/batcher.hpp"
 #include "storage/query.hpp"
 #include "storage/store.hpp"
@@ -55,22 +56,6 @@ void check_error(const api::http_answer& a, int status, const std::string& code)
   CHECK(!j["error"]["message"].get<std::string>().empty());
 }
 
-std::string url_encode(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '-' || c == '_' || c == '.' || c == '~';
-    if (plain) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 std::string str(std::int64_t v) { return std::to_string(v); }
 
@@ -671,7 +656,7 @@ TEST_CASE_METHOD(fleet_fixture, "devices listing with prefix and pagination", "[
       auto j = parse_ok(get(ctx, target));
       for (auto& d : j["devices"]) ids.push_back(id_of(d));
       if (j["next_cursor"].is_null()) break;
-      target = "/api/v1/devices?limit=1&cursor=" + url_encode(j["next_cursor"].get<std::string>());
+      target = "/api/v1/devices?limit=1&cursor=" + net::url_encode(j["next_cursor"].get<std::string>());
     }
     CHECK(ids == std::vector<std::string>{"battery-1", "meter-1", "meter-2", "meter-3", "meter-4"});
   }
@@ -726,7 +711,7 @@ TEST_CASE_METHOD(fleet_fixture, "readings page end to end", "[query_api][storage
       if (j["next_cursor"].is_null()) break;
       REQUIRE(j["next_cursor"].is_string());
       target = "/api/v1/devices/meter-1/readings?limit=5&cursor=" +
-               url_encode(j["next_cursor"].get<std::string>());
+               net::url_encode(j["next_cursor"].get<std::string>());
     }
     std::vector<std::uint64_t> want(18);
     for (std::size_t i = 0; i < want.size(); ++i) want[i] = i + 1;

@@ -74,20 +74,6 @@ struct restartable_node {
   int stop(int sig) { return proc->stop(sig, 20s); }
 };
 
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 json get_json(std::uint16_t port, const std::string& target) {
   net::http_response res;
@@ -165,7 +151,7 @@ raw_view read_raw(std::uint16_t port, const std::string& device, std::int64_t fr
   for (int page = 0; page < 200; ++page) {  // 2M readings at most; far above what a run sends
     auto target = "/api/v1/devices/" + device + "/readings?from=" + std::to_string(from) +
                   "&to=" + std::to_string(to) + "&limit=10000";
-    if (!cursor.empty()) target += "&cursor=" + url_encode(cursor);
+    if (!cursor.empty()) target += "&cursor=" + net::url_encode(cursor);
     auto j = get_json(port, target);
     for (auto& r : j["readings"]) {
       auto seq = r["seq"].get<std::uint64_t>();
