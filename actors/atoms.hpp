@@ -9,6 +9,7 @@ using write_atom = caf::atom_constant<caf::atom("write")>;        // readings fo
 using ack_atom = caf::atom_constant<caf::atom("ack")>;            // durable: shard -> session
 using reject_atom = caf::atom_constant<caf::atom("reject")>;      // not taken: shard -> session
 using flush_atom = caf::atom_constant<caf::atom("pflush")>;       // shard timer
+using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; // shard: write the head out
 using frame_atom = caf::atom_constant<caf::atom("frame")>;        // WebSocket text frame -> session
 using closed_atom = caf::atom_constant<caf::atom("closed")>;      // socket gone -> session
 using last_seq_atom = caf::atom_constant<caf::atom("lastseq")>;   // ask a shard for a device's last_seq

@@ -5,6 +5,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/atoms.hpp"
+#include "storage/batcher.hpp"
 #include "wire/codec.hpp"
 
 namespace pulse {
@@ -148,6 +149,22 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
   if (!ctx->db) {
     error = "cannot open storage at " + settings.storage_path + ": " + st.message;
     return nullptr;
+  }
+  {
+    // Whatever the head logs of the last run hold (acked, not yet in chunks)
+    // is checkpointed before the shards start, whatever storage.shards was then.
+    auto t0 = std::chrono::steady_clock::now();
+    storage::batcher all(*ctx->db, 0, {}, true);
+    std::size_t replayed = 0;
+    st = all.recover(replayed);
+    if (!st) {
+      error = "cannot replay the head log at " + settings.storage_path + ": " + st.message;
+      return nullptr;
+    }
+    if (replayed > 0)
+      spdlog::info("storage: replayed {} readings from the head log in {} ms", replayed,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - t0).count());
   }
   return std::make_unique<actor_bridge>(sys, std::move(ctx));
 }

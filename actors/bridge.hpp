@@ -52,6 +52,11 @@ struct node_settings {
   std::string storage_path = "var/pulse";
   bool storage_sync = false;
   std::size_t shards = 2;
+  // The head (storage/batcher.hpp): readings a shard keeps in memory and in
+  // its log before a checkpoint writes their chunks and rollups; and the
+  // longest a reading stays there.
+  std::size_t storage_head_max_readings = 250000;
+  std::chrono::milliseconds storage_head_max_age{2000};
   std::size_t batch_max_readings = 10000;
   std::chrono::milliseconds batch_max_delay{5};
   std::size_t batch_max_pending = 200000;

@@ -71,6 +71,8 @@ std::string node_metrics::render() const {
     out += buf;
   }
   line(out, "pulse_flushes_total", "counter", "Shard flushes (RocksDB WriteBatches).", g(flushes));
+  line(out, "pulse_checkpoints_total", "counter",
+       "Shard checkpoints (head written as chunks and rollups, log truncated).", g(checkpoints));
   line(out, "pulse_flush_failures_total", "counter", "Shard flushes that failed.",
        g(flush_failures));
   line(out, "pulse_shard_restarts_total", "counter", "Shards restarted by the supervisor.",

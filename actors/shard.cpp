@@ -1,8 +1,11 @@
 // shard: the batcher actor. Runs detached (its own thread) because RocksDB
 // writes block; sessions on the cooperative scheduler never wait for it.
-// Its state beyond the buffer (per-device last_seq, rollup partials,
-// dictionaries) is reloaded from RocksDB by a new instance, so a crash loses
-// only the unflushed buffer, which the writers still hold in their windows.
+// Each flush appends one record to the shard's head log and acks; a
+// checkpoint (head full, storage.head-max-age after the head's first
+// reading, or stop) writes chunks and rollups and truncates the log. A new
+// instance replays the log and reloads the rest from RocksDB, so a crash
+// loses only the unflushed buffer, which the writers still hold in their
+// windows.
 
 #include <chrono>
 
@@ -28,23 +31,24 @@ struct shard_state {
   std::unordered_map<std::string, latest_value> latest;
   std::uint64_t timer_generation = 0;
   bool timer_armed = false;
+  bool checkpoint_armed = false;  // a checkpoint_atom is on its way
 };
 
 namespace {
 
 using shard_ptr = caf::stateful_actor<shard_state>*;
 
-void flush(shard_ptr self) {
+void flush(shard_ptr self, bool checkpoint = false) {
   auto& st = self->state;
   st.timer_armed = false;
   ++st.timer_generation;
-  if (st.owners.empty()) return;
+  if (st.owners.empty() && !(checkpoint && st.batcher->head_readings() > 0)) return;
   auto& m = st.ctx->metrics;
   auto t0 = std::chrono::steady_clock::now();
   storage::flush_stats fs;
   st.acks.clear();
   auto buffered = st.batcher->pending();
-  auto status = st.batcher->flush(st.acks, fs);
+  auto status = st.batcher->flush(st.acks, fs, checkpoint);
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   m.flushes.fetch_add(1, std::memory_order_relaxed);
   m.flush_seconds.observe(secs);
@@ -63,6 +67,12 @@ void flush(shard_ptr self) {
   }
   m.readings_stored.fetch_add(fs.readings, std::memory_order_relaxed);
   m.flush_readings.observe(static_cast<double>(fs.readings));
+  if (fs.checkpoint) m.checkpoints.fetch_add(1, std::memory_order_relaxed);
+  // Readings wait in the head at most storage.head-max-age.
+  if (!st.checkpoint_armed && st.batcher->head_readings() > 0) {
+    st.checkpoint_armed = true;
+    self->delayed_send(self, st.ctx->settings.storage_head_max_age, checkpoint_atom::value);
+  }
   for (auto& a : st.acks) st.acks_by_owner[a.owner].emplace_back(std::move(a.device), a.seq);
   for (auto& [id, owner] : st.owners) {
     auto i = st.acks_by_owner.find(id);
@@ -108,7 +118,22 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
   auto& st = self->state;
   st.ctx = ctx;
   st.index = index;
-  st.batcher = std::make_unique<storage::batcher>(*ctx->db);
+  st.batcher = std::make_unique<storage::batcher>(
+    *ctx->db, static_cast<std::uint16_t>(index),
+    storage::head_options{ctx->settings.storage_head_max_readings});
+  // A restart after a crash: what the old instance acked and had not yet
+  // checkpointed is in its log.
+  std::size_t replayed = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  if (auto rs = st.batcher->recover(replayed); !rs) {
+    spdlog::error("shard {}: replaying its log failed: {}", index, rs.message);
+    self->quit(caf::make_error(caf::sec::runtime_error, "log replay failed: " + rs.message));
+    return {};
+  }
+  if (replayed > 0)
+    spdlog::info("shard {}: replayed {} readings from its log in {} ms", index, replayed,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - t0).count());
   ctx->shards_up.fetch_add(1);
   self->attach_functor([ctx] { ctx->shards_up.fetch_sub(1); });
   const auto& cfg = ctx->settings;
@@ -147,6 +172,10 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     [=](flush_atom, std::uint64_t generation) {
       if (generation == self->state.timer_generation) flush(self);
     },
+    [=](checkpoint_atom) {
+      self->state.checkpoint_armed = false;
+      flush(self, true);
+    },
     [=](last_seq_atom, const std::string& device) -> std::uint64_t {
       // Answer with what is durable: flush what is buffered first.
       flush(self);
@@ -157,7 +186,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       throw std::runtime_error("injected crash");
     },
     [=](stop_atom) {
-      flush(self);
+      flush(self, true);  // a clean stop leaves an empty log: nothing to replay
       self->quit();
     },
   };

@@ -36,6 +36,7 @@ node_config::node_config() {
   set("scheduler.policy", caf::atom("sharing"));
   set("scheduler.max-threads", std::size_t{1});
   batch_max_delay = span(settings.batch_max_delay);
+  head_max_age = span(settings.storage_head_max_age);
   supervisor_window = span(settings.supervisor_window);
   query_timeout = span(settings.query_timeout);
   ping_interval = span(net.ping_interval);
@@ -72,7 +73,11 @@ node_config::node_config() {
   opt_group{custom_options_, "storage"}
     .add(settings.storage_path, "path", "RocksDB directory (created if missing)")
     .add(settings.storage_sync, "sync", "fsync every flush (survives power loss)")
-    .add(settings.shards, "shards", "shard (batcher) actors, each with its own thread");
+    .add(settings.shards, "shards", "shard (batcher) actors, each with its own thread")
+    .add(settings.storage_head_max_readings, "head-max-readings",
+         "readings a shard keeps in its head (log + memory) before writing chunks and rollups; 0 = no head")
+    .add(head_max_age, "head-max-age",
+         "longest a reading stays in the head before a checkpoint writes its chunk and rollups");
   opt_group{custom_options_, "supervisor"}
     .add(settings.supervisor_max_restarts, "max-restarts",
          "shard restarts within supervisor.window before the node reports unhealthy")
@@ -124,6 +129,7 @@ std::string node_config::parse_command_line(int argc, char** argv) {
 
 void node_config::finish() {
   settings.batch_max_delay = ms(batch_max_delay);
+  settings.storage_head_max_age = ms(head_max_age);
   settings.supervisor_window = ms(supervisor_window);
   settings.query_timeout = ms(query_timeout);
   net.ping_interval = ms(ping_interval);
@@ -154,6 +160,7 @@ std::string node_config::validate() const {
     return "batch.max-pending must be at least batch.max-readings";
   if (settings.storage_path.empty()) return "storage.path must not be empty";
   if (!positive(settings.shards) || settings.shards > 256) return "storage.shards must be 1..256";
+  if (head_max_age.count() <= 0) return "storage.head-max-age must be positive";
   if (supervisor_window.count() <= 0) return "supervisor.window must be positive";
   if (query_timeout.count() <= 0) return "query.timeout must be positive";
   static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};

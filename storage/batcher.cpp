@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "storage/chunk.hpp"
+#include "storage/head_log.hpp"
 #include "storage/keys.hpp"
 #include "storage/meta.hpp"
 #include "storage/rollup.hpp"
@@ -43,8 +44,10 @@ struct batcher::impl {
     bool seen_any = false;          // some seq is stored or buffered: seq 0 is taken
     std::uint64_t highest_seq = 0;  // highest seq stored or buffered
     bool first_seen_set = false;
-    bool dirty = false;                      // listed in dirty_
-    bool meta_changed = false;               // rec.meta differs from what is stored
+    bool dirty = false;                      // listed in dirty_ (added since the last flush)
+    bool in_head = false;                    // listed in head_ (for the next checkpoint)
+    bool meta_changed = false;               // rec.meta differs from what is checkpointed
+    bool meta_pending = false;               // rec.meta changed since the last flush
     std::uint64_t touched = 0;               // flush generation of the last add
     std::size_t row_begin = 0, row_end = 0;  // its rows_ range during a flush
   };
@@ -74,9 +77,24 @@ struct batcher::impl {
     std::uint64_t touched = 0;
   };
 
-  explicit impl(store& db) : db_(db) {}
+  impl(store& db, std::uint16_t shard, head_options opts, bool all_shards)
+      : db_(db), shard_(shard), opts_(opts) {
+    // The log keys this batcher owns: its shard's, or every shard's.
+    append_log_key(log_lo_, all_shards ? 0 : shard, 0);
+    append_log_key(log_hi_, all_shards ? UINT16_MAX : shard, UINT64_MAX);
+  }
 
   store& db_;
+  std::uint16_t shard_;
+  head_options opts_;
+  std::string log_lo_, log_hi_;  // [lo, hi): this batcher's log records
+  std::vector<std::uint32_t> head_;  // devices the next checkpoint writes
+  std::size_t logged_ = 0;           // rows_[0, logged_) are in log records
+  std::uint64_t next_record_ = 1;
+  bool log_nonempty_ = false;        // log records exist that a checkpoint deletes
+  bool needs_recovery_ = false;      // a write failed: reload meta and the log first
+  log_record_writer log_writer_;
+  std::string chunk_buf_;
   std::uint64_t generation_ = 1;  // incremented by every flush
 
   std::vector<std::unique_ptr<device_state>> slots_;
@@ -109,7 +127,12 @@ struct batcher::impl {
   std::uint32_t metric_id(device_state& d, const std::string& name);
   status add_rollup(resolution res, std::uint32_t bucket, const device_state& d,
                     const rollup_row& partial);
+  void update_record(device_state& d, std::size_t begin, std::size_t end);
+  void note_ranges(std::size_t from);
   status build(flush_stats& stats);
+  status log_flush(flush_stats& stats, bool& wrote);
+  status checkpoint(flush_stats& stats);
+  status recover(std::size_t& replayed);
   void reset();
   void sweep();
 };
@@ -190,13 +213,18 @@ status batcher::impl::add_rollup(resolution res, std::uint32_t bucket, const dev
 
 // Fills batch_ from the buffer. Mutates cached rollup rows; on failure the
 // caller resets everything.
-status batcher::impl::build(flush_stats& stats) {
-  std::sort(rows_.begin(), rows_.end(), [](const pending_row& a, const pending_row& b) {
-    if (a.device != b.device) return a.device < b.device;
-    if (a.ts != b.ts) return a.ts < b.ts;
-    return a.seq < b.seq;
-  });
-  for (std::size_t i = 0; i < rows_.size();) {
+// Sorts rows_[from, end) by (device, ts, seq) and sets each device's
+// row_begin/row_end to its range there (devices without rows get an empty one).
+void batcher::impl::note_ranges(std::size_t from) {
+  std::sort(rows_.begin() + static_cast<std::ptrdiff_t>(from), rows_.end(),
+            [](const pending_row& a, const pending_row& b) {
+              if (a.device != b.device) return a.device < b.device;
+              if (a.ts != b.ts) return a.ts < b.ts;
+              return a.seq < b.seq;
+            });
+  for (auto slot : dirty_) slots_[slot]->row_begin = slots_[slot]->row_end = 0;
+  for (auto slot : head_) slots_[slot]->row_begin = slots_[slot]->row_end = 0;
+  for (std::size_t i = from; i < rows_.size();) {
     std::size_t j = i;
     while (j < rows_.size() && rows_[j].device == rows_[i].device) ++j;
     auto& d = *slots_[rows_[i].device];
@@ -204,8 +232,31 @@ status batcher::impl::build(flush_stats& stats) {
     d.row_end = j;
     i = j;
   }
+}
 
-  for (auto slot : dirty_) {
+// The meta record as of rows_[begin, end) (sorted by ts, seq): seq, range of
+// ts and latest values. Idempotent, so a checkpoint may apply it again over
+// rows a log flush already applied.
+void batcher::impl::update_record(device_state& d, std::size_t begin, std::size_t end) {
+  if (begin == end) return;
+  auto& rec = d.rec;
+  rec.last_seq = d.highest_seq;
+  const auto& lo = rows_[begin];
+  const auto& hi = rows_[end - 1];
+  bool newer = !d.has_record || hi.ts > rec.latest_ts ||
+               (hi.ts == rec.latest_ts && hi.seq > rec.latest_seq);
+  if (newer) {
+    rec.latest_ts = hi.ts;
+    rec.latest_seq = hi.seq;
+    rec.latest.assign(values_.begin() + hi.first, values_.begin() + hi.first + hi.count);
+  }
+  rec.earliest_ts = d.has_record ? std::min(rec.earliest_ts, lo.ts) : lo.ts;
+  d.has_record = true;
+}
+
+status batcher::impl::build(flush_stats& stats) {
+  note_ranges(0);
+  for (auto slot : head_) {
     auto& d = *slots_[slot];
     const std::size_t begin = d.row_begin, end = d.row_end;
     if (begin == end && !d.meta_changed) continue;  // duplicates only: nothing to write
@@ -250,34 +301,167 @@ status batcher::impl::build(flush_stats& stats) {
       i = j;
     }
 
-    // Meta record: seq, range of ts and latest values.
-    auto& rec = d.rec;
-    if (begin < end) {
-      rec.last_seq = d.highest_seq;
-      const auto& lo = rows_[begin];
-      const auto& hi = rows_[end - 1];
-      bool newer = !d.has_record || hi.ts > rec.latest_ts ||
-                   (hi.ts == rec.latest_ts && hi.seq > rec.latest_seq);
-      if (newer) {
-        rec.latest_ts = hi.ts;
-        rec.latest_seq = hi.seq;
-        rec.latest.assign(values_.begin() + hi.first, values_.begin() + hi.first + hi.count);
-      }
-      rec.earliest_ts = d.has_record ? std::min(rec.earliest_ts, lo.ts) : lo.ts;
-    }
+    update_record(d, begin, end);
+    if (d.meta_changed) d.has_record = true;
     value_.clear();
-    encode_meta(rec, value_);
+    encode_meta(d.rec, value_);
     key_.clear();
     append_meta_key(key_, d.id);
     auto s = batch_.Put(db_.meta_cf(), key_, value_);
     if (!s.ok()) return status::error("WriteBatch put failed: " + s.ToString());
   }
-  stats.readings = rows_.size();
+  stats.checkpointed = rows_.size();
+  return status::success();
+}
+
+// Appends one log record holding what was added since the last flush: per
+// device its record as of now and its new readings. `wrote` false when there
+// was nothing to log (duplicates only).
+status batcher::impl::log_flush(flush_stats& stats, bool& wrote) {
+  wrote = false;
+  note_ranges(logged_);
+  value_.clear();
+  log_writer_.begin(value_);
+  std::size_t sections = 0;
+  for (auto slot : dirty_) {
+    auto& d = *slots_[slot];
+    const std::size_t begin = d.row_begin, end = d.row_end;
+    if (begin == end && !d.meta_pending) continue;
+    ++stats.devices;
+    ++sections;
+    update_record(d, begin, end);
+    if (d.meta_pending) d.has_record = true;
+    chunk_buf_.clear();
+    std::int64_t first_ts = 0;
+    std::uint64_t first_seq = 0;
+    if (begin < end) {
+      first_ts = rows_[begin].ts;
+      first_seq = rows_[begin].seq;
+      encoder_.begin(chunk_buf_, end - begin, first_ts, first_seq);
+      for (std::size_t k = begin; k < end; ++k)
+        encoder_.add(rows_[k].ts, rows_[k].seq, values_.data() + rows_[k].first, rows_[k].count);
+    }
+    log_writer_.section(d.id, d.rec, first_ts, first_seq, chunk_buf_);
+  }
+  log_writer_.finish();
+  stats.readings = rows_.size() - logged_;
+  if (sections == 0) return status::success();
+  key_.clear();
+  append_log_key(key_, shard_, next_record_);
+  batch_.Clear();
+  auto s = batch_.Put(db_.log_cf(), key_, value_);
+  if (!s.ok()) return status::error("WriteBatch put failed: " + s.ToString());
   stats.bytes = batch_.GetDataSize();
+  if (auto st = db_.write(batch_); !st) return st;
+  ++next_record_;
+  wrote = true;
+  return status::success();
+}
+
+// Writes the whole head (chunks, rollups, meta) and deletes this batcher's
+// log records, in one WriteBatch.
+status batcher::impl::checkpoint(flush_stats& stats) {
+  batch_.Clear();
+  if (auto st = build(stats); !st) return st;
+  if (log_nonempty_) {
+    auto s = batch_.DeleteRange(db_.log_cf(), log_lo_, log_hi_);
+    if (!s.ok()) return status::error("WriteBatch delete failed: " + s.ToString());
+  }
+  stats.readings = rows_.size() - logged_;
+  stats.bytes = batch_.GetDataSize();
+  stats.checkpoint = true;
+  if (batch_.Count() > 0)
+    if (auto st = db_.write(batch_); !st) return st;
+  for (auto slot : head_) {
+    auto& d = *slots_[slot];
+    d.in_head = false;
+    d.meta_changed = false;
+    d.row_begin = d.row_end = 0;
+  }
+  head_.clear();
+  rows_.clear();
+  values_.clear();
+  logged_ = 0;
+  log_nonempty_ = false;
+  return status::success();
+}
+
+// Replays the log records this batcher owns into the head, then checkpoints.
+status batcher::impl::recover(std::size_t& replayed) {
+  reset();
+  needs_recovery_ = false;
+  replayed = 0;
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(log_hi_);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_.db()->NewIterator(ro, db_.log_cf()));
+  meta_record rec;
+  decoded_chunk rows;
+  status st;
+  bool good = true;
+  for (it->Seek(log_lo_); it->Valid(); it->Next()) {
+    auto k = it->key();
+    auto v = it->value();
+    std::uint16_t shard = 0;
+    std::uint64_t record = 0;
+    if (!decode_log_key(std::string_view(k.data(), k.size()), shard, record))
+      return status::error("malformed log key");
+    if (shard == shard_) next_record_ = std::max(next_record_, record + 1);
+    log_nonempty_ = true;
+    bool ok = for_each_log_section(std::string_view(v.data(), v.size()), [&](const log_section& s) {
+      rows.clear();
+      if (!decode_log_section(s, rec, rows) || !valid_device_id(s.device.data(), s.device.size()))
+        return good = false;
+      std::uint32_t slot = 0;
+      auto* d = touch(std::string(s.device), slot, st);
+      if (!d) return good = false;
+      d->rec = rec;
+      d->ids.clear();
+      for (std::uint32_t i = 0; i < d->rec.metrics.size(); ++i) d->ids.emplace(d->rec.metrics[i], i);
+      d->highest_seq = std::max(d->highest_seq, d->rec.last_seq);
+      d->seen_any = d->has_record = d->first_seen_set = true;
+      d->meta_changed = true;  // the checkpoint writes the record even without rows
+      for (const auto& r : rows.rows) {
+        pending_row pr{slot, r.count, r.ts, r.seq, static_cast<std::uint32_t>(values_.size())};
+        values_.insert(values_.end(), rows.values.begin() + r.first,
+                       rows.values.begin() + r.first + r.count);
+        rows_.push_back(pr);
+      }
+      if (!d->in_head) {
+        d->in_head = true;
+        head_.push_back(slot);
+      }
+      return true;
+    });
+    if (!ok || !good) {
+      reset();
+      needs_recovery_ = true;
+      return !st ? st : status::error("corrupt log record " + std::to_string(record));
+    }
+  }
+  if (auto s = it->status(); !s.ok()) {
+    reset();
+    needs_recovery_ = true;
+    return status::error("reading the log failed: " + s.ToString());
+  }
+  replayed = rows_.size();
+  logged_ = rows_.size();
+  if (!log_nonempty_) return status::success();
+  ++generation_;
+  flush_stats fs;
+  if (st = checkpoint(fs); !st) {
+    reset();
+    needs_recovery_ = true;
+    return st;
+  }
+  sweep();
   return status::success();
 }
 
 void batcher::impl::reset() {
+  head_.clear();
+  logged_ = 0;
+  log_nonempty_ = false;
   slots_.clear();
   free_slots_.clear();
   index_.clear();
@@ -317,13 +501,25 @@ void batcher::impl::sweep() {
   }
 }
 
-batcher::batcher(store& db) : impl_(std::make_unique<impl>(db)) {}
+batcher::batcher(store& db, std::uint16_t shard, head_options opts, bool all_shards)
+    : impl_(std::make_unique<impl>(db, shard, opts, all_shards)) {}
+
+status batcher::recover(std::size_t& replayed) { return impl_->recover(replayed); }
+
+std::size_t batcher::head_readings() const { return impl_->rows_.size(); }
 
 batcher::~batcher() = default;
 
 add_result batcher::add(std::uint64_t owner, const reading_batch& b, std::int64_t now_ms) {
   auto& m = *impl_;
   add_result res;
+  if (m.needs_recovery_) {
+    std::size_t replayed = 0;
+    if (!m.recover(replayed)) {
+      res.rejected = b.rows.size();
+      return res;
+    }
+  }
   if (!valid_device_id(b.device)) {
     res.rejected = b.rows.size();
     return res;
@@ -402,11 +598,15 @@ add_result batcher::add(std::uint64_t owner, const reading_batch& b, std::int64_
   }
   if (!b.meta.empty() && b.meta.size() <= max_meta_json_len && b.meta != d->rec.meta) {
     d->rec.meta = b.meta;
-    d->meta_changed = true;
+    d->meta_changed = d->meta_pending = true;
   }
   if (!d->dirty) {
     d->dirty = true;
     m.dirty_.push_back(slot);
+  }
+  if (!d->in_head) {
+    d->in_head = true;
+    m.head_.push_back(slot);
   }
   impl::ack_key key{owner, slot};
   auto [it, inserted] = m.ack_index_.emplace(key, m.acks_.size());
@@ -420,22 +620,28 @@ add_result batcher::add(std::uint64_t owner, const reading_batch& b, std::int64_
 
 std::size_t batcher::pending() const { return impl_->pending_; }
 
-status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats) {
+status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats, bool checkpoint) {
   auto& m = *impl_;
   acks.clear();
   stats = flush_stats{};
-  if (m.dirty_.empty()) {
+  if (m.needs_recovery_) {
+    std::size_t replayed = 0;
+    if (auto st = m.recover(replayed); !st) return st;
+  }
+  bool want_checkpoint = checkpoint && !m.head_.empty();
+  if (m.dirty_.empty() && !want_checkpoint) {
     // Nothing buffered, but adds whose readings were all rejected may still
     // have loaded device states.
-    if (m.index_.size() > device_cache_max) m.sweep();
+    if (m.index_.size() > device_cache_max && m.head_.empty()) m.sweep();
     return status::success();
   }
   ++m.generation_;
-  m.batch_.Clear();
-  auto st = m.build(stats);
-  if (st && m.batch_.Count() > 0) st = m.db_.write(m.batch_);
+  bool cp = want_checkpoint || m.opts_.max_readings == 0 || m.rows_.size() >= m.opts_.max_readings;
+  bool logged = false;
+  auto st = cp ? m.checkpoint(stats) : m.log_flush(stats, logged);
   if (!st) {
     m.reset();
+    m.needs_recovery_ = true;
     stats = flush_stats{};
     return st;
   }
@@ -443,24 +649,28 @@ status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats) {
   for (const auto& [key, seq] : m.acks_) acks.push_back({key.owner, m.slots_[key.device]->id, seq});
   for (auto slot : m.dirty_) {
     auto& d = *m.slots_[slot];
-    if (d.row_begin < d.row_end || d.meta_changed) d.has_record = true;
     d.dirty = false;
-    d.meta_changed = false;
-    d.row_begin = d.row_end = 0;
+    d.meta_pending = false;
+  }
+  if (!cp) {
+    m.logged_ = m.rows_.size();
+    m.log_nonempty_ = m.log_nonempty_ || logged;
   }
   m.dirty_.clear();
-  m.rows_.clear();
-  m.values_.clear();
   m.pending_ = 0;
   m.ack_index_.clear();
   m.acks_.clear();
   m.batch_.Clear();
-  m.sweep();
+  if (cp) m.sweep();
   return status::success();
 }
 
 std::uint64_t batcher::last_seq(const std::string& device) {
   if (!valid_device_id(device)) return 0;
+  if (impl_->needs_recovery_) {
+    std::size_t replayed = 0;
+    if (!impl_->recover(replayed)) return 0;
+  }
   if (auto i = impl_->index_.find(device); i != impl_->index_.end())
     return impl_->slots_[i->second]->highest_seq;
   // Not cached on purpose: hellos of devices that never send would fill the

@@ -1,12 +1,21 @@
 #pragma once
 // storage::batcher — the write side of one shard: buffers the readings of the
 // devices it owns, deduplicates by seq, keeps rollup partials and the metric
-// dictionaries, and flushes everything as ONE RocksDB WriteBatch.
+// dictionaries, and makes each flush durable with ONE RocksDB write.
 //
-// Lifecycle: one per shard actor, created when the shard starts (state is
-// loaded lazily from `meta` the first time a device is seen, so a restarted
-// shard picks up last_seq and dictionaries from disk). Concurrency: not
-// thread-safe; only its shard touches it. flush() blocks on RocksDB.
+// With a head (head_options::max_readings > 0) a flush appends one record to
+// the `log` column family (head_log.hpp) and keeps the readings in memory; a
+// checkpoint, when the head holds max_readings or the shard asks for one,
+// writes every head device's chunks, rollup rows and meta record and deletes
+// the shard's log records in one WriteBatch. So a flush costs one Put however
+// many devices it holds, and a device's chunk holds many flushes. Without a
+// head every flush is a checkpoint.
+//
+// Lifecycle: one per shard actor, created when the shard starts; recover()
+// replays the shard's log records (a restart after a crash) and checkpoints
+// them. Device state is loaded lazily from `meta` the first time a device is
+// seen. Concurrency: not thread-safe; only its shard touches it. flush() and
+// recover() block on RocksDB.
 
 #include <cstdint>
 #include <memory>
@@ -37,16 +46,32 @@ struct add_result {
 };
 
 struct flush_stats {
-  std::size_t readings = 0;  // readings written
-  std::size_t devices = 0;   // devices touched
-  std::size_t chunks = 0;    // chunk keys put
+  std::size_t readings = 0;  // readings made durable by this flush
+  std::size_t devices = 0;   // devices touched (written or logged)
+  std::size_t chunks = 0;    // chunk keys put (a checkpoint)
   std::size_t bytes = 0;     // WriteBatch size in bytes
+  bool checkpoint = false;   // chunks, rollups and meta written, log truncated
+  std::size_t checkpointed = 0;  // readings moved from the head into chunks
+};
+
+struct head_options {
+  // Readings the head may hold before a flush checkpoints it; 0 = no head
+  // (every flush writes chunks, rollup rows and meta records directly).
+  std::size_t max_readings = 0;
 };
 
 class batcher {
  public:
-  explicit batcher(store& db);
+  // `shard` names this batcher's log records; `all_shards` makes it own every
+  // shard's records (the node's start-up recovery, whatever the shard count was).
+  explicit batcher(store& db, std::uint16_t shard = 0, head_options opts = {},
+                   bool all_shards = false);
   ~batcher();
+
+  // Replays this shard's log records into the head (as after a crash: they
+  // were acked, their chunks not yet written) and checkpoints them. `replayed`
+  // counts the readings found. Call once before the first add().
+  status recover(std::size_t& replayed);
 
   // Buffers the readings of `b` for `owner` (an opaque id of the sender: the
   // session actor's id). Readings without seq get last_seq + 1, ... Readings
@@ -58,13 +83,18 @@ class batcher {
   // Readings buffered since the last flush (duplicates count too, they wait for an ack).
   std::size_t pending() const;
 
-  // Builds and writes one WriteBatch: per device and hour bucket one chunk,
-  // the touched minute and hour rollup rows, and the device's meta record.
+  // Makes what was added since the last flush durable with one write: a log
+  // record, or (no head, head full, or `checkpoint`) a checkpoint: per device
+  // and hour bucket one chunk, the touched minute and hour rollup rows, the
+  // device's meta record, and the deletion of the shard's log records.
   // On success fills `acks` (one per owner and device, the highest seq) and
-  // `stats`, and clears the buffer. On failure nothing is acked, the buffer
-  // is dropped, and the in-memory state is reset so that it is reloaded from
-  // disk (callers resend their unacked readings).
-  status flush(std::vector<ack_entry>& acks, flush_stats& stats);
+  // `stats`. On failure nothing is acked, the buffer and head are dropped,
+  // and the in-memory state is reloaded from disk (meta and the log) before
+  // the next add (callers resend their unacked readings).
+  status flush(std::vector<ack_entry>& acks, flush_stats& stats, bool checkpoint = false);
+
+  // Readings held in the head (logged, not yet in chunks) plus those buffered.
+  std::size_t head_readings() const;
 
   // Highest seq durably stored (or buffered) for a device, loading it from
   // disk if needed. 0 if none.

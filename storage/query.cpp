@@ -6,6 +6,7 @@
 #include <map>
 
 #include "storage/chunk.hpp"
+#include "storage/head_log.hpp"
 #include "storage/keys.hpp"
 #include "storage/meta.hpp"
 #include "storage/rollup.hpp"
@@ -92,11 +93,11 @@ class snapshot_reader {
 };
 
 // The device's record and the dictionary id of `metric`; false (with st ok)
-// when either is unknown.
+// when either is unknown. `head` gets the readings still in the head log.
 bool resolve(snapshot_reader& r, std::string_view device, std::string_view metric, meta_record& rec,
-             std::uint32_t& id, status& st) {
+             std::uint32_t& id, decoded_chunk& head, status& st) {
   bool found = false;
-  st = read_meta(r.db(), r.options(), device, rec, found);
+  st = read_device(r.db(), r.options(), device, rec, found, &head);
   if (!st || !found) return false;
   auto i = std::find(rec.metrics.begin(), rec.metrics.end(), metric);
   if (i == rec.metrics.end()) return false;
@@ -166,13 +167,14 @@ bool decode_cursor(std::string_view s, std::int64_t& ts, std::uint64_t& seq) {
 // range hold nothing). false: nothing to aggregate; `st` says if that is an error.
 bool narrow_window(snapshot_reader& reader, std::string_view device, std::string_view metric,
                    std::int64_t from, std::int64_t to, std::int64_t step_ms, meta_record& rec,
-                   std::uint32_t& id, std::int64_t& lo, std::int64_t& hi, status& st) {
+                   std::uint32_t& id, decoded_chunk& head, std::int64_t& lo, std::int64_t& hi,
+                   status& st) {
   st = status::success();
   if (step_ms <= 0) {
     st = status::error("step must be positive");
     return false;
   }
-  if (from >= to || !resolve(reader, device, metric, rec, id, st)) return false;
+  if (from >= to || !resolve(reader, device, metric, rec, id, head, st)) return false;
   lo = std::max(from, rec.earliest_ts);
   hi = std::min(to, rec.latest_ts + 1);
   return lo < hi;
@@ -187,9 +189,13 @@ std::vector<bucket> aggregate_device(const store& db, std::string_view device,
   meta_record rec;
   std::uint32_t id = 0;
   std::int64_t lo = 0, hi = 0;
-  if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, lo, hi, st)) return {};
+  decoded_chunk head;
+  if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, head, lo, hi, st))
+    return {};
 
+  // Readings still in the head log are in no chunk or rollup row yet.
   std::map<std::int64_t, aggregate> out;
+  add_raw(head, id, from, to, step_ms, out);
   rollup_row hour_row, minute_row;
   decoded_chunk chunk;
   std::string key;
@@ -275,8 +281,11 @@ std::vector<bucket> aggregate_device_raw(const store& db, std::string_view devic
   meta_record rec;
   std::uint32_t id = 0;
   std::int64_t lo = 0, hi = 0;
-  if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, lo, hi, st)) return {};
+  decoded_chunk head;
+  if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, head, lo, hi, st))
+    return {};
   std::map<std::int64_t, aggregate> out;
+  add_raw(head, id, from, to, step_ms, out);
   decoded_chunk chunk;
   for (auto hour = hour_bucket(lo), last = hour_bucket(hi - 1); hour <= last; ++hour) {
     chunk.clear();
@@ -309,7 +318,8 @@ std::vector<stored_reading> read_readings(const store& db, std::string_view devi
   snapshot_reader reader(db);
   meta_record rec;
   bool found = false;
-  st = read_meta(db, reader.options(), device, rec, found);
+  decoded_chunk head;
+  st = read_device(db, reader.options(), device, rec, found, &head);
   if (!st || !found) return {};
   auto lo = std::max(from, rec.earliest_ts);
   if (has_cursor) lo = std::max(lo, after_ts);
@@ -321,6 +331,14 @@ std::vector<stored_reading> read_readings(const store& db, std::string_view devi
   for (auto hour = hour_bucket(lo), last = hour_bucket(hi - 1); hour <= last; ++hour) {
     chunk.clear();
     if (st = reader.read_hour(hour, device, chunk); !st) return {};
+    for (const auto& r : head.rows) {
+      if (hour_bucket(r.ts) != hour) continue;
+      auto row = r;
+      row.first = static_cast<std::uint32_t>(chunk.values.size());
+      chunk.values.insert(chunk.values.end(), head.values.begin() + r.first,
+                          head.values.begin() + r.first + r.count);
+      chunk.rows.push_back(row);
+    }
     if (!std::is_sorted(chunk.rows.begin(), chunk.rows.end(), row_less))
       std::sort(chunk.rows.begin(), chunk.rows.end(), row_less);
     for (const auto& r : chunk.rows) {

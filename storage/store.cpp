@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
+#include "storage/head_log.hpp"
 #include "storage/keys.hpp"
 #include "storage/meta.hpp"
 
@@ -24,11 +26,14 @@ constexpr std::size_t block_cache_bytes = 64 << 20;
 constexpr std::size_t readings_write_buffer = 32 << 20;
 constexpr std::size_t rollups_write_buffer = 16 << 20;
 constexpr std::size_t meta_write_buffer = 4 << 20;
+// The head log lives seconds before a checkpoint deletes it: a small buffer
+// gets its tombstones flushed (and compacted away) soon.
+constexpr std::size_t log_write_buffer = 16 << 20;
 // Bounds the WAL: a lightly written CF (meta) would otherwise pin old WAL
 // files until its memtable fills.
 constexpr std::uint64_t max_total_wal_bytes = 256 << 20;
 
-const char* const cf_names[] = {"default", "readings", "rollups", "meta"};
+const char* const cf_names[] = {"default", "readings", "rollups", "meta", "log"};
 
 bool lz4_available() {
   auto all = rocksdb::GetSupportedCompressions();
@@ -79,6 +84,7 @@ std::unique_ptr<store> store::open(const store_options& opts, status& st) {
   cfds.emplace_back(cf_names[1], cf_options(cache, readings_write_buffer, false, true));
   cfds.emplace_back(cf_names[2], cf_options(cache, rollups_write_buffer, true, true));
   cfds.emplace_back(cf_names[3], cf_options(cache, meta_write_buffer, true, true));
+  cfds.emplace_back(cf_names[4], cf_options(cache, log_write_buffer, false, false));
 
   std::unique_ptr<store> s(new store());
   s->sync_ = opts.sync;
@@ -113,10 +119,31 @@ status store::write(rocksdb::WriteBatch& batch) {
   return status::success();
 }
 
+namespace {
+
+// A snapshot for the life of one read, so meta and the head log agree.
+class snapshot_guard {
+ public:
+  explicit snapshot_guard(rocksdb::DB* db) : db_(db), snap_(db->GetSnapshot()) {
+    ro.snapshot = snap_;
+  }
+  ~snapshot_guard() { db_->ReleaseSnapshot(snap_); }
+  snapshot_guard(const snapshot_guard&) = delete;
+  snapshot_guard& operator=(const snapshot_guard&) = delete;
+  rocksdb::ReadOptions ro;
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snap_;
+};
+
+}  // namespace
+
 std::optional<device_record> store::load_device(std::string_view device, status& st) const {
   meta_record rec;
   bool found = false;
-  st = read_meta(*this, rocksdb::ReadOptions(), device, rec, found);
+  snapshot_guard snap(db_);
+  st = read_device(*this, snap.ro, device, rec, found, nullptr);
   if (!st || !found) return std::nullopt;
   return to_device_record(device, rec);
 }
@@ -130,7 +157,13 @@ std::vector<device_record> store::list_devices(std::string_view prefix, std::str
   append_meta_key(lower, prefix);
   // Every meta key starting with 'd' + prefix sorts below this bound.
   std::string upper = prefix_successor(lower);
-  rocksdb::ReadOptions ro;
+  snapshot_guard snap(db_);
+  auto& ro = snap.ro;
+  // Devices the head log knows: newer records, and devices not checkpointed yet.
+  std::map<std::string, meta_record, std::less<>> head;
+  st = read_head_records(*this, ro, prefix, head);
+  if (!st) return {};
+  auto head_it = after.empty() ? head.begin() : head.upper_bound(after);
   rocksdb::Slice upper_slice(upper);
   if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, meta_cf()));
@@ -147,6 +180,15 @@ std::vector<device_record> store::list_devices(std::string_view prefix, std::str
     std::string_view device;
     if (!decode_meta_key(key, device)) continue;  // not a device record
     if (!after.empty() && device == after) continue;
+    // Head-only devices sorting before this one come first.
+    for (; head_it != head.end() && head_it->first < device && out.size() < limit; ++head_it)
+      out.push_back(to_device_record(head_it->first, head_it->second));
+    if (out.size() == limit) break;
+    if (head_it != head.end() && head_it->first == device) {
+      out.push_back(to_device_record(device, head_it->second));
+      ++head_it;
+      continue;
+    }
     auto v = it->value();
     if (!decode_meta(std::string_view(v.data(), v.size()), rec)) {
       st = status::error("corrupt meta record for device " + std::string(device));
@@ -154,6 +196,8 @@ std::vector<device_record> store::list_devices(std::string_view prefix, std::str
     }
     out.push_back(to_device_record(device, rec));
   }
+  for (; head_it != head.end() && out.size() < limit; ++head_it)
+    out.push_back(to_device_record(head_it->first, head_it->second));
   auto s = it->status();
   if (!s.ok()) {
     st = status::error("listing devices failed: " + s.ToString());

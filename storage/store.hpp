@@ -1,6 +1,7 @@
 #pragma once
-// storage::store — the node's RocksDB database with its three column families
-// (`readings`, `rollups`, `meta`; DESIGN.md "Storage").
+// storage::store — the node's RocksDB database with its column families
+// (`readings`, `rollups`, `meta`; DESIGN.md "Storage"; and `log`, the shards'
+// head logs, head_log.hpp).
 //
 // Lifecycle: open() once at start-up, shared by the shards (writers, one per
 // device set) and the query actor (reader). Concurrency: RocksDB's DB is
@@ -64,7 +65,8 @@ class store {
   // Applies one WriteBatch (with the configured sync setting).
   status write(rocksdb::WriteBatch& batch);
 
-  // Device record from `meta`, nullopt if the device was never stored.
+  // Device record from `meta`, overlaid with what the head log holds (so an
+  // acked reading shows at once); nullopt if the device was never stored.
   std::optional<device_record> load_device(std::string_view device, status& st) const;
 
   // Devices whose id starts with `prefix`, ordered by id, starting after
@@ -79,11 +81,12 @@ class store {
   rocksdb::ColumnFamilyHandle* readings_cf() const { return cfs_[1]; }
   rocksdb::ColumnFamilyHandle* rollups_cf() const { return cfs_[2]; }
   rocksdb::ColumnFamilyHandle* meta_cf() const { return cfs_[3]; }
+  rocksdb::ColumnFamilyHandle* log_cf() const { return cfs_[4]; }
 
  private:
   store() = default;
   rocksdb::DB* db_ = nullptr;
-  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // default, readings, rollups, meta
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // default, readings, rollups, meta, log
   bool sync_ = false;
 };
 
