@@ -2,16 +2,21 @@
 // The actor vocabulary of a node: who exists, what each accepts, how they are
 // spawned. Message tags live in actors/atoms.hpp.
 //
-//   session  (one per WebSocket; scheduler thread)
-//     <- (frame_atom, std::string)            text frame from the socket
+//   session  (one per WebSocket; scheduler thread). Readings do not pass
+//     through it: the connection's ingest path (session.cpp) parses frames on
+//     the socket's strand, sends readings to the shards and gets their acks
+//     (shard_writer) on that strand. The actor does the rest:
+//     <- (hello_atom, device)                 answer with a welcome (asks the shard)
+//     <- (subscribe_atom, patterns)           register with the hub, then the snapshot
+//     <- (unsubscribe_atom, patterns)
 //     <- (closed_atom)                        socket gone
-//     <- (ack_atom, shard, acks, ticket)      shard: its writes up to `ticket` are done,
-//                                             `acks` durable (cumulative per device)
-//     <- (reject_atom, device, count, why)    shard: `count` readings storage cannot hold
-//     <- (shard_up_atom, uint64_t, actor)     router: shard n restarted; resend its window
-//     <- (stop_atom) -> bool                  node stopping: answers once earlier acks are out
+//     <- (shard_up_atom, uint64_t, actor)     router: shard n restarted; the ingest path resends
+//     <- (stop_atom) -> bool                  node stopping
 //   shard    (one per storage.shards; detached thread, blocks on RocksDB)
-//     <- (write_atom, ticket, reading_batch)  buffer; ack the sender after the flush
+//     Readings come through its shard_inbox (actors/inbox.hpp):
+//     <- (inbox_atom, bool now)               items wait: drain at the next flush (or now)
+//     <- (write_atom, ticket, reading_batch, writer_ptr)   the same for one batch, directly
+//     After the flush: writer->acked(); writer->rejected() for what storage cannot hold.
 //     <- (last_seq_atom, std::string) -> uint64_t   flushes first, then answers
 //     <- (flush_atom, uint64_t generation)    batch.max-delay timer
 //     <- (crash_atom)                         fault injection: throws
@@ -52,6 +57,7 @@
 #include <caf/meta/type_name.hpp>
 
 #include "actors/bridge.hpp"
+#include "actors/inbox.hpp"
 #include "actors/metrics.hpp"
 #include "storage/model.hpp"
 #include "storage/store.hpp"
@@ -74,6 +80,24 @@ typename Inspector::result_type inspect(Inspector& f, reading_batch& x) {
 }
 
 using ack_list = std::vector<std::pair<std::string, std::uint64_t>>;
+
+// Who a shard answers for the readings it was sent: a WebSocket connection's
+// ingest path or a POST. Called from the shard's thread; implementations only
+// hand the answer on (post to a strand, send to an actor), never block.
+class shard_writer {
+ public:
+  virtual ~shard_writer() = default;
+  // Shard `shard` has done this writer's writes up to `ticket`; `acks` are
+  // durable (cumulative per device).
+  virtual void acked(std::uint64_t shard, ack_list acks, std::uint64_t ticket) = 0;
+  // `count` readings of `device` are outside what storage can hold.
+  virtual void rejected(std::string device, std::uint64_t count, std::string why) = 0;
+};
+using writer_ptr = std::shared_ptr<shard_writer>;
+
+// A writer that forwards to an actor as (ack_atom, shard, acks, ticket) and
+// (reject_atom, device, count, why). Holds the actor weakly.
+writer_ptr make_actor_writer(const caf::actor& a);
 
 // The newest reading of a device, as the hub keeps and pushes it.
 struct latest_value {
@@ -113,6 +137,10 @@ struct node_context {
   // writers keep it: + on send, - on ack or when they stop). Admission checks
   // it against batch.max-pending, so a shard's mailbox cannot grow unbounded.
   std::unique_ptr<std::atomic<std::uint64_t>[]> shard_load;
+  // Per shard: where writers put readings for it (actors/inbox.hpp).
+  std::unique_ptr<shard_inbox[]> inboxes;
+  // Set when the node starts to stop: connections take no more readings.
+  std::atomic<bool> stopping{false};
   caf::actor hub;
   caf::actor query;
 };
@@ -122,8 +150,10 @@ using context_ptr = std::shared_ptr<node_context>;
 caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, std::size_t index);
 caf::actor spawn_supervisor(caf::actor_system& sys, context_ptr ctx, caf::actor router);
 caf::actor spawn_router(caf::actor_system& sys, context_ptr ctx);
-caf::actor spawn_session(caf::actor_system& sys, context_ptr ctx,
-                         std::shared_ptr<session_sink> sink, caf::actor router, std::string peer);
+// A WebSocket connection's session: its ingest path and its actor.
+std::unique_ptr<bridge::session> open_session(caf::actor_system& sys, context_ptr ctx,
+                                              std::shared_ptr<session_sink> sink,
+                                              caf::actor router, std::string peer);
 caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx);
 caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx);
 void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, std::string body,
@@ -140,4 +170,5 @@ void append_live_entry(std::string& out, const std::string& device, std::int64_t
 }  // namespace pulse
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::http_callback)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::writer_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<pulse::auth::grant>)

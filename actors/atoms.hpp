@@ -27,5 +27,7 @@ using stop_atom = caf::atom_constant<caf::atom("stop")>;          // orderly shu
 using crash_atom = caf::atom_constant<caf::atom("crash")>;        // fault injection: a shard throws
 using timeout_atom = caf::atom_constant<caf::atom("timeout")>;    // a deadline passed
 using retry_atom = caf::atom_constant<caf::atom("retry")>;        // a session asks again (hello)
+using inbox_atom = caf::atom_constant<caf::atom("inbox")>;        // writers -> shard: items wait
+using hello_atom = caf::atom_constant<caf::atom("hello")>;        // ingest path -> session actor
 
 }  // namespace pulse

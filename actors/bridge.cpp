@@ -52,24 +52,6 @@ void append_live_entry(std::string& out, const std::string& device, std::int64_t
 
 namespace {
 
-class session_handle final : public bridge::session {
- public:
-  explicit session_handle(caf::actor a) : actor_(std::move(a)) {}
-  ~session_handle() override { closed(); }
-  void frame(std::string text) override {
-    caf::anon_send(actor_, frame_atom::value, std::move(text));
-  }
-  void closed() override {
-    if (actor_) {
-      caf::anon_send(actor_, closed_atom::value);
-      actor_ = nullptr;
-    }
-  }
-
- private:
-  caf::actor actor_;
-};
-
 class actor_bridge final : public bridge {
  public:
   actor_bridge(caf::actor_system& sys, context_ptr ctx) : sys_(sys), ctx_(std::move(ctx)) {
@@ -82,8 +64,7 @@ class actor_bridge final : public bridge {
 
   std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
                                         std::string peer) override {
-    auto a = spawn_session(sys_, ctx_, std::move(sink), router_, std::move(peer));
-    return std::make_unique<session_handle>(std::move(a));
+    return pulse::open_session(sys_, ctx_, std::move(sink), router_, std::move(peer));
   }
 
   void http(std::string method, std::string target, std::string body,
@@ -105,6 +86,8 @@ class actor_bridge final : public bridge {
   }
 
   void shutdown(std::chrono::milliseconds timeout) override {
+    // Connections take no more readings; the shards' last flush acks what they have.
+    ctx_->stopping = true;
     caf::scoped_actor self{sys_};
     self->request(supervisor_, timeout, stop_atom::value)
       .receive([](bool) {},
@@ -144,6 +127,7 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
   auto ctx = std::make_shared<node_context>();
   ctx->settings = settings;
   ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(settings.shards);
+  ctx->inboxes = std::make_unique<shard_inbox[]>(settings.shards);
   storage::status st;
   ctx->db = storage::store::open({settings.storage_path, settings.storage_sync}, st);
   if (!ctx->db) {

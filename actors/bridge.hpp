@@ -24,8 +24,9 @@ class actor_system;
 
 namespace pulse {
 
-// Implemented by the WebSocket session in net/: how a session actor talks back
-// to its socket. Thread-safe; every call posts onto the connection's strand.
+// Implemented by the WebSocket session in net/: how a session talks back to
+// its socket. Thread-safe; every call runs on the connection's strand, at
+// once when made there (the ingest path), else posted there.
 class session_sink {
  public:
   virtual ~session_sink() = default;
@@ -35,6 +36,8 @@ class session_sink {
   virtual void send_texts(std::vector<std::string> texts) = 0;
   // false: stop reading the socket (back-pressure); true: resume.
   virtual void set_reading(bool on) = 0;
+  // Runs `fn` on the connection's strand (the ingest path lives there).
+  virtual void post(std::function<void()> fn) = 0;
   // Sends a close frame with `code` and closes the connection.
   virtual void close(std::uint16_t code, std::string reason) = 0;
 };
@@ -75,8 +78,9 @@ class bridge {
   class session {
    public:
     virtual ~session() = default;
-    // One text frame received (already within net.max-frame-bytes).
-    virtual void frame(std::string text) = 0;
+    // One text frame received (already within net.max-frame-bytes), called
+    // on the connection's strand; `text` is only valid during the call.
+    virtual void frame(std::string_view text) = 0;
     // The socket is gone; the session actor stops once in-flight acks arrive or time out.
     virtual void closed() = 0;
   };

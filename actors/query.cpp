@@ -160,7 +160,8 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
     .await(
       [=](std::vector<caf::actor>& shards) {
         auto& st = self->state;
-        st.window.start(std::move(shards), st.ctx->shard_load.get());
+        st.window.start(std::move(shards), *st.ctx,
+                        make_actor_writer(caf::actor_cast<caf::actor>(self)));
         auto n_shards = st.window.shards();
         // All or nothing here too: refuse the body if a shard it needs is full.
         std::vector<std::uint64_t> need(n_shards);
@@ -176,7 +177,7 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
         for (auto& b : frame->batches) {
           if (b.empty()) continue;
           st.accepted += b.size();
-          st.window.send(self, shard_of(b.device, n_shards), std::move(b));
+          st.window.send(shard_of(b.device, n_shards), std::move(b));
         }
         st.ctx->metrics.readings_in.fetch_add(st.accepted);
       },
@@ -196,7 +197,7 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
       st.reject_reason = why;
     },
     [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
-      self->state.window.restarted(self, index, std::move(shard));
+      self->state.window.restarted(index, std::move(shard));
     },
     [=](stop_atom) -> bool { return true; },  // node stopping (router asks every writer)
     [=](timeout_atom) {

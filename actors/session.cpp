@@ -1,14 +1,24 @@
-// session: one per WebSocket connection. Parses frames (simdjson, on a
-// scheduler thread), routes readings to their shards, forwards acks and
-// errors to the socket, and pushes back on the socket when too much is
-// unacked. Keeps what it sent in a write_window until acked and resends a
-// shard's part of it when the supervisor restarts that shard.
+// session: one per WebSocket connection, in two parts.
+//
+// The ingest path runs on the connection's strand: net/ hands it each text
+// frame in place (no copy), it parses it (simdjson), checks auth and
+// admission, and sends the readings straight to their shards; the shards
+// answer it (shard_writer) after their flush with one post per connection
+// per flush, and it writes the acks. So a reading crosses threads twice
+// (strand -> shard, shard -> strand), not four times through an actor.
+// It keeps what it sent in a write_window until acked and resends a shard's
+// part of it when the supervisor restarts that shard, and pushes back on the
+// socket when too much is unacked.
+//
+// The session actor does what is not per reading: hellos (it asks the shard
+// for last_seq), subscriptions and live updates, shard-table changes from the
+// router (posted on to the ingest path), and stop.
 //
 // Admission: a shard holding more than batch.max-pending unanswered readings
-// makes the session answer `overloaded` for the whole frame and close with
-// 1013. Closing (rather than going on) keeps acks honest: nothing after the
-// refused frame is stored from this connection, so the client's resume from
-// `last_seq` after reconnecting resends exactly what was refused.
+// makes the ingest path answer `overloaded` for the whole frame and close
+// with 1013. Closing (rather than going on) keeps acks honest: nothing after
+// the refused frame is stored from this connection, so the client's resume
+// from `last_seq` after reconnecting resends exactly what was refused.
 
 #include <unordered_set>
 
@@ -23,66 +33,264 @@
 
 namespace pulse {
 
+namespace {
+
+// Lifecycle: created with the connection, owned by its bridge handle and by
+// the session actor. Concurrency: every member function runs on the
+// connection's strand (frame() is called there by net/; the others are
+// posted there through the sink), except the constructor and destructor.
+class ingest_path : public std::enable_shared_from_this<ingest_path> {
+ public:
+  ingest_path(context_ptr ctx, std::shared_ptr<session_sink> sink)
+      : ctx_(std::move(ctx)), sink_(std::move(sink)) {}
+
+  ~ingest_path() {
+    for (auto& d : devices_) ctx_->online.remove(d);
+  }
+
+  void bind(caf::actor session) { session_ = std::move(session); }
+
+  void frame(std::string_view text) {
+    if (shed_ || ctx_->stopping.load(std::memory_order_relaxed)) return;
+    if (!window_.started()) {
+      // The shard table is on its way from the router: keep the frame and
+      // stop reading until it is here (only the first frames can race it).
+      early_.emplace_back(text);
+      sink_->set_reading(false);
+      return;
+    }
+    handle(text);
+  }
+
+  void start(std::vector<caf::actor> shards) {
+    window_.start(std::move(shards), *ctx_, make_writer());
+    auto early = std::move(early_);
+    early_.clear();
+    for (auto& text : early)
+      if (!shed_) handle(text);
+    update_reading(true);
+  }
+
+  void restarted(std::size_t index, caf::actor shard) {
+    // The old instance lost what it had not flushed: the window sends it all
+    // again, in order. Readings it did store are deduplicated by seq.
+    if (window_.started()) window_.restarted(index, std::move(shard));
+  }
+
+  void acked(std::uint64_t shard, const ack_list& acks, std::uint64_t ticket) {
+    if (acks.size() == 1) {
+      sink_->send_text(wire::encode_ack(acks[0].first, acks[0].second));
+    } else if (!acks.empty()) {
+      std::vector<std::string> out;
+      out.reserve(acks.size());
+      for (auto& [device, seq] : acks) out.push_back(wire::encode_ack(device, seq));
+      sink_->send_texts(std::move(out));
+    }
+    ctx_->metrics.acks_out.fetch_add(acks.size(), std::memory_order_relaxed);
+    window_.ack(shard, ticket);
+    update_reading();
+  }
+
+  void rejected(const std::string& device, std::uint64_t count, const std::string& why) {
+    send_error(wire::error_code::invalid_reading,
+               std::to_string(count) + " readings of " + device + " not stored: " + why);
+  }
+
+ private:
+  // What the shards answer: posts onto the strand; holds the path weakly (the
+  // window that carries it belongs to the path).
+  class writer final : public shard_writer {
+   public:
+    writer(std::weak_ptr<ingest_path> path, std::shared_ptr<session_sink> sink)
+        : path_(std::move(path)), sink_(std::move(sink)) {}
+    void acked(std::uint64_t shard, ack_list acks, std::uint64_t ticket) override {
+      sink_->post([p = path_, shard, acks = std::move(acks), ticket] {
+        if (auto path = p.lock()) path->acked(shard, acks, ticket);
+      });
+    }
+    void rejected(std::string device, std::uint64_t count, std::string why) override {
+      sink_->post([p = path_, device = std::move(device), count, why = std::move(why)] {
+        if (auto path = p.lock()) path->rejected(device, count, why);
+      });
+    }
+
+   private:
+    std::weak_ptr<ingest_path> path_;
+    std::shared_ptr<session_sink> sink_;
+  };
+
+  writer_ptr make_writer() { return std::make_shared<writer>(weak_from_this(), sink_); }
+
+  void send_error(wire::error_code code, std::string message,
+                  std::optional<std::uint64_t> seq = std::nullopt) {
+    ctx_->metrics.count_error(code);
+    sink_->send_text(wire::encode_error(wire::wire_error{code, std::move(message), seq}));
+  }
+
+  // Stops reading the socket (TCP pushes back on the client) while this
+  // connection has session.max-unacked readings in flight (until acks bring
+  // it under half), or while it waits for a shard that holds over half of
+  // batch.max-pending: then each connection keeps at most one round in flight
+  // to it, so a busy shard slows its writers down long before anyone has to
+  // be shed.
+  void update_reading(bool force = false) {
+    auto max = ctx_->settings.session_max_unacked;
+    auto unacked = window_.readings();
+    bool pause = reading_ ? unacked >= max : unacked > max / 2;
+    auto soft = ctx_->settings.batch_max_pending / 2;
+    for (std::size_t i = 0; !pause && i < window_.shards(); ++i)
+      pause = window_.waiting_on(i) && window_.load(i) > soft;
+    if (!force && reading_ == !pause) return;
+    reading_ = !pause;
+    sink_->set_reading(reading_);
+  }
+
+  // Refuses the frame's readings when a shard they go to is over batch.max-pending.
+  bool admit(const wire::frame& f) {
+    auto limit = ctx_->settings.batch_max_pending;
+    for (auto& b : f.batches) {
+      if (b.empty()) continue;
+      auto i = shard_of(b.device, window_.shards());
+      // An idle shard takes any frame, so one bigger than the limit still gets in.
+      auto load = window_.load(i);
+      if (load == 0 || load + b.size() <= limit) continue;
+      std::optional<std::uint64_t> seq;
+      if (b.rows.front().has_seq) seq = b.rows.front().seq;
+      send_error(wire::error_code::overloaded,
+                 "shard " + std::to_string(i) + " is over batch.max-pending; " +
+                   std::to_string(f.readings()) +
+                   " readings of this frame not taken; reconnect and resume from last_seq",
+                 seq);
+      shed_ = true;
+      ctx_->metrics.connections_shed.fetch_add(1, std::memory_order_relaxed);
+      sink_->close(1013, "overloaded");
+      return false;
+    }
+    return true;
+  }
+
+  // Auth on: a frame before a good hello, a bad token, or a device the token
+  // does not cover ends the connection with `unauthorized` and 1008.
+  void refuse(const std::string& why) {
+    send_error(wire::error_code::unauthorized, why);
+    shed_ = true;
+    sink_->close(1008, "unauthorized");
+  }
+
+  // With auth on, checks the frame against the connection's token; false if
+  // the connection has been refused.
+  bool authorize(const wire::frame& f) {
+    auto& tokens = ctx_->settings.tokens;
+    if (!tokens) return true;
+    if (f.hello) {
+      auto g = tokens->find(f.hello->token);
+      bool ok = !g.none() && (f.hello->device.empty() ? g.may_read()
+                                                      : g.may_write(f.hello->device) || g.may_read());
+      if (!ok) {
+        refuse(f.hello->token.empty() ? "hello needs a token (auth is on)"
+                                      : "the token is unknown or not valid for this device");
+        return false;
+      }
+      authed_ = true;
+      grant_ = std::move(g);
+    }
+    if (!authed_) {
+      if (f.readings() > 0 || !f.subscribe.empty() || !f.unsubscribe.empty() || !f.errors.empty()) {
+        refuse("send a hello with a token first (auth is on)");
+        return false;
+      }
+      return true;
+    }
+    for (auto& b : f.batches)
+      if (!b.empty() && !grant_.may_write(b.device)) {
+        refuse("the token may not write readings of " + b.device);
+        return false;
+      }
+    if (!f.subscribe.empty() && !grant_.may_read()) {
+      refuse("subscribing needs a reader token");
+      return false;
+    }
+    return true;
+  }
+
+  void note_device(const std::string& device) {
+    if (devices_.size() < 4096 && devices_.insert(device).second) ctx_->online.add(device);
+  }
+
+  void handle(std::string_view text) {
+    auto& m = ctx_->metrics;
+    m.frames_in.fetch_add(1, std::memory_order_relaxed);
+    m.bytes_in.fetch_add(text.size(), std::memory_order_relaxed);
+    parser_.parse(text, now_ms(), frame_);
+    auto& f = frame_;
+    if (!authorize(f)) return;
+    if (!f.errors.empty()) {
+      std::vector<std::string> out;
+      out.reserve(f.errors.size());
+      for (auto& e : f.errors) {
+        m.count_error(e.code);
+        out.push_back(wire::encode_error(e));
+      }
+      sink_->send_texts(std::move(out));
+    }
+    if (f.hello) {
+      if (!f.hello->device.empty()) {
+        note_device(f.hello->device);
+        caf::anon_send(session_, hello_atom::value, f.hello->device);
+      } else {  // a reader's hello: nothing to resume
+        std::string w = "{\"welcome\":{\"node\":";
+        wire::append_json_string(w, ctx_->settings.node_name);
+        w += "}}";
+        sink_->send_text(std::move(w));
+      }
+    }
+    if (!f.subscribe.empty()) caf::anon_send(session_, subscribe_atom::value, std::move(f.subscribe));
+    if (!f.unsubscribe.empty())
+      caf::anon_send(session_, unsubscribe_atom::value, std::move(f.unsubscribe));
+    auto n = f.readings();
+    if (n == 0 || !admit(f)) return;
+    for (auto& b : f.batches) {
+      if (b.empty()) continue;
+      note_device(b.device);
+      window_.send(shard_of(b.device, window_.shards()), std::move(b));
+    }
+    m.readings_in.fetch_add(n, std::memory_order_relaxed);
+    update_reading();
+  }
+
+  context_ptr ctx_;
+  std::shared_ptr<session_sink> sink_;
+  caf::actor session_;
+  wire::frame_parser parser_;
+  wire::frame frame_;
+  write_window window_;  // the shard table, and what is unacked at each shard
+  std::vector<std::string> early_;  // frames that came before the shard table
+  bool reading_ = true;
+  bool shed_ = false;    // refused a frame for overload, or unauthorized; closing
+  bool authed_ = false;  // auth on: a hello with a good token was seen
+  auth::grant grant_;    // auth on: what that token may do
+  std::unordered_set<std::string> devices_;  // seen on this connection (online registry)
+};
+
 struct session_state {
   static inline const char* name = "session";
   context_ptr ctx;
   std::shared_ptr<session_sink> sink;
-  caf::actor router;
-  std::string peer;
-  wire::frame_parser parser;
-  wire::frame frame;
-  write_window window;  // the shard table, and what is unacked at each shard
-  bool reading = true;
-  bool shed = false;      // refused a frame for overload, or unauthorized; closing
-  bool authed = false;    // auth on: a hello with a good token was seen
-  auth::grant grant;      // auth on: what that token may do
-  bool stopping = false;  // node shutting down: frames are no longer taken
-  std::unordered_set<std::string> devices;  // seen on this connection (online registry)
-  std::vector<std::string> out;             // frames to send, reused
-
-  ~session_state() {
-    if (ctx)
-      for (auto& d : devices) ctx->online.remove(d);
-  }
+  std::shared_ptr<ingest_path> path;
+  std::vector<caf::actor> shards;  // for hellos; the ingest path has its own copy
 };
 
-namespace {
-
 using session_ptr = caf::stateful_actor<session_state>*;
-
-void count_error(session_state& st, wire::error_code code) {
-  st.ctx->metrics.count_error(code);
-}
-
-void send_error(session_state& st, wire::error_code code, std::string message,
-                std::optional<std::uint64_t> seq = std::nullopt) {
-  count_error(st, code);
-  st.sink->send_text(wire::encode_error(wire::wire_error{code, std::move(message), seq}));
-}
-
-// Stops reading the socket (TCP pushes back on the client) while this session
-// has session.max-unacked readings in flight (until acks bring it under half),
-// or while it waits for a shard that holds over half of batch.max-pending:
-// then each session keeps at most one round in flight to it, so a busy shard
-// slows its writers down long before anyone has to be shed.
-void update_reading(session_state& st) {
-  auto max = st.ctx->settings.session_max_unacked;
-  auto unacked = st.window.readings();
-  bool pause = st.reading ? unacked >= max : unacked > max / 2;
-  auto soft = st.ctx->settings.batch_max_pending / 2;
-  for (std::size_t i = 0; !pause && i < st.window.shards(); ++i)
-    pause = st.window.waiting_on(i) && st.window.load(i) > soft;
-  if (st.reading == !pause) return;
-  st.reading = !pause;
-  st.sink->set_reading(st.reading);
-}
 
 // Answers a hello with the device's durable last_seq. Asks again (a few
 // times) when the shard does not answer, e.g. while it is being restarted.
 void handle_hello(session_ptr self, std::string device, int attempt = 0) {
   auto& st = self->state;
-  if (st.devices.insert(device).second) st.ctx->online.add(device);
-  auto& shard = st.window.shard(shard_of(device, st.window.shards()));
+  if (st.shards.empty()) {  // the table is not here yet
+    self->delayed_send(self, std::chrono::milliseconds(20), retry_atom::value, device, attempt);
+    return;
+  }
+  auto& shard = st.shards[shard_of(device, st.shards.size())];
   self->request(shard, st.ctx->settings.query_timeout, last_seq_atom::value, device)
     .then(
       [=](std::uint64_t last_seq) {
@@ -95,186 +303,90 @@ void handle_hello(session_ptr self, std::string device, int attempt = 0) {
                              attempt + 1);
           return;
         }
-        send_error(self->state, wire::error_code::overloaded,
-                   "no answer from the shard of " + device + ": " + caf::to_string(err));
+        self->state.ctx->metrics.count_error(wire::error_code::overloaded);
+        self->state.sink->send_text(wire::encode_error(
+          wire::error_code::overloaded,
+          "no answer from the shard of " + device + ": " + caf::to_string(err)));
       });
 }
 
-// Refuses the frame's readings when a shard they go to is over batch.max-pending.
-bool admit(session_ptr self, const wire::frame& f) {
-  auto& st = self->state;
-  auto limit = st.ctx->settings.batch_max_pending;
-  for (auto& b : f.batches) {
-    if (b.empty()) continue;
-    auto i = shard_of(b.device, st.window.shards());
-    // An idle shard takes any frame, so one bigger than the limit still gets in.
-    auto load = st.window.load(i);
-    if (load == 0 || load + b.size() <= limit) continue;
-    std::optional<std::uint64_t> seq;
-    if (b.rows.front().has_seq) seq = b.rows.front().seq;
-    send_error(st, wire::error_code::overloaded,
-               "shard " + std::to_string(i) + " is over batch.max-pending; " +
-                 std::to_string(f.readings()) +
-                 " readings of this frame not taken; reconnect and resume from last_seq",
-               seq);
-    st.shed = true;
-    st.ctx->metrics.connections_shed.fetch_add(1, std::memory_order_relaxed);
-    st.sink->close(1013, "overloaded");
-    return false;
-  }
-  return true;
-}
-
-// Auth on: a frame before a good hello, a bad token, or a device the token
-// does not cover ends the connection with `unauthorized` and 1008.
-void refuse(session_state& st, const std::string& why) {
-  send_error(st, wire::error_code::unauthorized, why);
-  st.shed = true;
-  st.sink->close(1008, "unauthorized");
-}
-
-// With auth on, checks the frame against the connection's token; false if
-// the connection has been refused.
-bool authorize(session_ptr self, const wire::frame& f) {
-  auto& st = self->state;
-  auto& tokens = st.ctx->settings.tokens;
-  if (!tokens) return true;
-  if (f.hello) {
-    auto g = tokens->find(f.hello->token);
-    bool ok = !g.none() && (f.hello->device.empty() ? g.may_read() : g.may_write(f.hello->device) || g.may_read());
-    if (!ok) {
-      refuse(st, f.hello->token.empty() ? "hello needs a token (auth is on)"
-                                        : "the token is unknown or not valid for this device");
-      return false;
-    }
-    st.authed = true;
-    st.grant = std::move(g);
-  }
-  if (!st.authed) {
-    if (f.readings() > 0 || !f.subscribe.empty() || !f.unsubscribe.empty() || !f.errors.empty()) {
-      refuse(st, "send a hello with a token first (auth is on)");
-      return false;
-    }
-    return true;
-  }
-  for (auto& b : f.batches)
-    if (!b.empty() && !st.grant.may_write(b.device)) {
-      refuse(st, "the token may not write readings of " + b.device);
-      return false;
-    }
-  if (!f.subscribe.empty() && !st.grant.may_read()) {
-    refuse(st, "subscribing needs a reader token");
-    return false;
-  }
-  return true;
-}
-
-void handle_frame(session_ptr self, std::string& text) {
-  auto& st = self->state;
-  if (st.shed || st.stopping) return;
-  auto& m = st.ctx->metrics;
-  m.frames_in.fetch_add(1, std::memory_order_relaxed);
-  m.bytes_in.fetch_add(text.size(), std::memory_order_relaxed);
-  st.parser.parse(text, now_ms(), st.frame);
-  auto& f = st.frame;
-  if (!authorize(self, f)) return;
-  if (!f.errors.empty()) {
-    st.out.clear();
-    for (auto& e : f.errors) {
-      count_error(st, e.code);
-      st.out.push_back(wire::encode_error(e));
-    }
-    st.sink->send_texts(std::move(st.out));
-    st.out = {};
-  }
-  if (f.hello) {
-    if (!f.hello->device.empty()) {
-      handle_hello(self, f.hello->device);
-    } else {  // a reader's hello: nothing to resume
-      std::string w = "{\"welcome\":{\"node\":";
-      wire::append_json_string(w, st.ctx->settings.node_name);
-      w += "}}";
-      st.sink->send_text(std::move(w));
-    }
-  }
-  if (!f.subscribe.empty()) {
-    // Register first, then read the snapshot: an update may come before the
-    // snapshot, never go missing between them.
-    self->send(st.ctx->hub, subscribe_atom::value, f.subscribe);
-    self->send(st.ctx->query, subscribe_atom::value, std::move(f.subscribe), caf::actor{self});
-  }
-  if (!f.unsubscribe.empty())
-    self->send(st.ctx->hub, unsubscribe_atom::value, std::move(f.unsubscribe));
-  auto n = f.readings();
-  if (n == 0 || !admit(self, f)) return;
-  for (auto& b : f.batches) {
-    if (b.empty()) continue;
-    if (st.devices.size() < 4096 && st.devices.insert(b.device).second)
-      st.ctx->online.add(b.device);
-    st.window.send(self, shard_of(b.device, st.window.shards()), std::move(b));
-  }
-  m.readings_in.fetch_add(n, std::memory_order_relaxed);
-  update_reading(st);
-}
-
-}  // namespace
-
-caf::behavior session_actor(caf::stateful_actor<session_state>* self, context_ptr ctx,
-                            std::shared_ptr<session_sink> sink, caf::actor router,
+caf::behavior session_actor(session_ptr self, context_ptr ctx, std::shared_ptr<session_sink> sink,
+                            std::shared_ptr<ingest_path> path, caf::actor router,
                             std::string peer) {
   auto& st = self->state;
   st.ctx = ctx;
   st.sink = std::move(sink);
-  st.router = router;
-  st.peer = std::move(peer);
+  st.path = std::move(path);
   self->send(router, join_atom::value, caf::actor{self});
-  // Frames wait in the mailbox until the shard table is here.
   self->request(router, std::chrono::seconds(10), shards_atom::value)
-    .await(
+    .then(
       [=](std::vector<caf::actor>& shards) {
-        self->state.window.start(std::move(shards), self->state.ctx->shard_load.get());
+        auto& st = self->state;
+        st.shards = shards;
+        st.sink->post([p = st.path, shards = std::move(shards)]() mutable {
+          p->start(std::move(shards));
+        });
       },
       [=](caf::error& err) {
-        spdlog::error("session {}: no shard table: {}", self->state.peer, caf::to_string(err));
+        spdlog::error("session {}: no shard table: {}", peer, caf::to_string(err));
         self->state.sink->close(1013, "node not ready");
         self->quit();
       });
   return {
-    [=](frame_atom, std::string& text) { handle_frame(self, text); },
-    [=](ack_atom, std::uint64_t shard, ack_list& acks, std::uint64_t ticket) {
-      auto& st = self->state;
-      st.out.clear();
-      for (auto& [device, seq] : acks) st.out.push_back(wire::encode_ack(device, seq));
-      st.ctx->metrics.acks_out.fetch_add(acks.size(), std::memory_order_relaxed);
-      if (!st.out.empty()) st.sink->send_texts(std::move(st.out));
-      st.out = {};
-      st.window.ack(shard, ticket);
-      update_reading(st);
+    [=](hello_atom, std::string& device) { handle_hello(self, std::move(device)); },
+    [=](retry_atom, std::string& device, int attempt) { handle_hello(self, device, attempt); },
+    [=](subscribe_atom, std::vector<std::string>& patterns) {
+      // Register first, then read the snapshot: an update may come before the
+      // snapshot, never go missing between them.
+      self->send(self->state.ctx->hub, subscribe_atom::value, patterns);
+      self->send(self->state.ctx->query, subscribe_atom::value, std::move(patterns),
+                 caf::actor{self});
     },
-    [=](reject_atom, std::string& device, std::uint64_t count, std::string& why) {
-      send_error(self->state, wire::error_code::invalid_reading,
-                 std::to_string(count) + " readings of " + device + " not stored: " + why);
+    [=](unsubscribe_atom, std::vector<std::string>& patterns) {
+      self->send(self->state.ctx->hub, unsubscribe_atom::value, std::move(patterns));
     },
     [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
-      // The old instance lost what it had not flushed: the window sends it all
-      // again, in order. Readings it did store are deduplicated by seq.
-      self->state.window.restarted(self, index, std::move(shard));
+      auto& st = self->state;
+      if (index < st.shards.size()) st.shards[index] = shard;
+      st.sink->post([p = st.path, index, shard]() mutable { p->restarted(index, std::move(shard)); });
     },
-    [=](retry_atom, std::string& device, int attempt) { handle_hello(self, device, attempt); },
-    [=](stop_atom) {
-      // Acks queued before this message have gone to the socket by now.
-      self->state.stopping = true;
-      return true;
-    },
+    [=](stop_atom) { return true; },
     [=](update_atom, std::string& text) { self->state.sink->send_text(std::move(text)); },
     [=](closed_atom) { self->quit(); },
   };
 }
 
-caf::actor spawn_session(caf::actor_system& sys, context_ptr ctx,
-                         std::shared_ptr<session_sink> sink, caf::actor router, std::string peer) {
-  return sys.spawn(session_actor, std::move(ctx), std::move(sink), std::move(router),
-                   std::move(peer));
+class session_handle final : public bridge::session {
+ public:
+  session_handle(std::shared_ptr<ingest_path> path, caf::actor a)
+      : path_(std::move(path)), actor_(std::move(a)) {}
+  ~session_handle() override { closed(); }
+  void frame(std::string_view text) override {
+    if (path_) path_->frame(text);
+  }
+  void closed() override {
+    if (actor_) {
+      caf::anon_send(actor_, closed_atom::value);
+      actor_ = nullptr;
+    }
+    path_.reset();
+  }
+
+ private:
+  std::shared_ptr<ingest_path> path_;
+  caf::actor actor_;
+};
+
+}  // namespace
+
+std::unique_ptr<bridge::session> open_session(caf::actor_system& sys, context_ptr ctx,
+                                              std::shared_ptr<session_sink> sink,
+                                              caf::actor router, std::string peer) {
+  auto path = std::make_shared<ingest_path>(ctx, sink);
+  auto a = sys.spawn(session_actor, std::move(ctx), std::move(sink), path, std::move(router),
+                     std::move(peer));
+  path->bind(a);
+  return std::make_unique<session_handle>(std::move(path), std::move(a));
 }
 
 }  // namespace pulse

@@ -23,23 +23,39 @@ struct shard_state {
   context_ptr ctx;
   std::size_t index = 0;
   std::unique_ptr<storage::batcher> batcher;
-  // Senders of the buffered readings and the highest ticket of each in the buffer.
-  std::unordered_map<caf::actor_id, std::pair<caf::actor, std::uint64_t>> owners;
+  // Writers of the buffered readings (by address) and the highest ticket of each in the buffer.
+  std::unordered_map<std::uint64_t, std::pair<writer_ptr, std::uint64_t>> owners;
   std::vector<storage::ack_entry> acks;
-  std::unordered_map<caf::actor_id, ack_list> acks_by_owner;
+  std::unordered_map<std::uint64_t, ack_list> acks_by_owner;
   // Newest reading per device in this buffer, for the hub (only while someone subscribes).
   std::unordered_map<std::string, latest_value> latest;
   std::uint64_t timer_generation = 0;
   bool timer_armed = false;
   bool checkpoint_armed = false;  // a checkpoint_atom is on its way
+  std::vector<write_item> drained;  // reused by every drain of the inbox
 };
 
 namespace {
 
 using shard_ptr = caf::stateful_actor<shard_state>*;
 
+void add(shard_ptr self, const reading_batch& b, const writer_ptr& writer, std::uint64_t ticket);
+void note_latest(shard_state& st, const reading_batch& b, std::int64_t received);
+
+// Takes what writers left in the inbox since the last drain.
+void drain(shard_ptr self) {
+  auto& st = self->state;
+  st.ctx->inboxes[st.index].drain(st.drained);
+  for (auto& item : st.drained)
+    if (item.target == self->id()) add(self, *item.batch, item.writer, item.ticket);
+  // Items for an earlier instance died with it; their writers resend them
+  // once the router says this one is up.
+  st.drained.clear();
+}
+
 void flush(shard_ptr self, bool checkpoint = false) {
   auto& st = self->state;
+  drain(self);
   st.timer_armed = false;
   ++st.timer_generation;
   if (st.owners.empty() && !(checkpoint && st.batcher->head_readings() > 0)) return;
@@ -78,9 +94,7 @@ void flush(shard_ptr self, bool checkpoint = false) {
     auto i = st.acks_by_owner.find(id);
     ack_list list;
     if (i != st.acks_by_owner.end()) list = std::move(i->second);
-    if (owner.first)
-      self->send(owner.first, ack_atom::value, static_cast<std::uint64_t>(st.index),
-                 std::move(list), owner.second);
+    if (owner.first) owner.first->acked(st.index, std::move(list), owner.second);
   }
   st.acks_by_owner.clear();
   st.owners.clear();
@@ -91,6 +105,29 @@ void flush(shard_ptr self, bool checkpoint = false) {
     st.latest.clear();
     self->send(st.ctx->hub, publish_atom::value, std::move(values));
   }
+}
+
+// Buffers `b` for `writer`; flushes at batch.max-readings.
+void add(shard_ptr self, const reading_batch& b, const writer_ptr& writer, std::uint64_t ticket) {
+  auto& st = self->state;
+  auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(writer.get()));
+  auto now = now_ms();
+  if (st.ctx->subscribers.load(std::memory_order_relaxed) > 0) note_latest(st, b, now);
+  auto added = st.batcher->add(id, b, now);
+  if (added.rejected > 0 && writer)
+    writer->rejected(b.device, std::uint64_t{added.rejected},
+                     "outside what storage can hold (ts range, values, metric dictionary)");
+  auto& owner = st.owners[id];
+  if (!owner.first) owner.first = writer;
+  owner.second = std::max(owner.second, ticket);
+}
+
+void arm_flush_timer(shard_ptr self) {
+  auto& st = self->state;
+  if (st.timer_armed) return;
+  st.timer_armed = true;
+  self->delayed_send(self, st.ctx->settings.batch_max_delay, flush_atom::value,
+                     st.timer_generation);
 }
 
 // Remembers the newest reading of `b` if it is newer than what the buffer has.
@@ -134,6 +171,8 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     spdlog::info("shard {}: replayed {} readings from its log in {} ms", index, replayed,
                  std::chrono::duration_cast<std::chrono::milliseconds>(
                    std::chrono::steady_clock::now() - t0).count());
+  // From now on writers kick this instance; items already waiting get a flush.
+  if (ctx->inboxes[index].attach(caf::actor_cast<caf::actor>(self))) arm_flush_timer(self);
   ctx->shards_up.fetch_add(1);
   self->attach_functor([ctx] { ctx->shards_up.fetch_sub(1); });
   const auto& cfg = ctx->settings;
@@ -149,25 +188,18 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     }
   });
   return {
-    [=](write_atom, std::uint64_t ticket, const reading_batch& b) {
-      auto& st = self->state;
-      auto sender = caf::actor_cast<caf::actor>(self->current_sender());
-      caf::actor_id id = sender ? sender->id() : 0;
-      auto now = now_ms();
-      if (st.ctx->subscribers.load(std::memory_order_relaxed) > 0) note_latest(st, b, now);
-      auto added = st.batcher->add(id, b, now);
-      if (added.rejected > 0 && sender)
-        self->send(sender, reject_atom::value, b.device, std::uint64_t{added.rejected},
-                   std::string{"outside what storage can hold (ts range, values, metric dictionary)"});
-      auto& owner = st.owners[id];
-      if (!owner.first) owner.first = sender;
-      owner.second = std::max(owner.second, ticket);
-      if (st.batcher->pending() >= cfg.batch_max_readings) {
+    [=](write_atom, std::uint64_t ticket, const reading_batch& b, const writer_ptr& writer) {
+      add(self, b, writer, ticket);
+      if (self->state.batcher->pending() >= cfg.batch_max_readings)
         flush(self);
-      } else if (!st.timer_armed) {
-        st.timer_armed = true;
-        self->delayed_send(self, cfg.batch_max_delay, flush_atom::value, st.timer_generation);
-      }
+      else
+        arm_flush_timer(self);
+    },
+    [=](inbox_atom, bool now) {
+      if (now)
+        flush(self);
+      else
+        arm_flush_timer(self);
     },
     [=](flush_atom, std::uint64_t generation) {
       if (generation == self->state.timer_generation) flush(self);

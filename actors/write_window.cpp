@@ -1,32 +1,63 @@
 #include "actors/write_window.hpp"
 
-#include <caf/event_based_actor.hpp>
 #include <caf/make_message.hpp>
+#include <caf/send.hpp>
 
 #include "actors/actors.hpp"
 #include "actors/atoms.hpp"
 
 namespace pulse {
 
+namespace {
+
+class actor_writer final : public shard_writer {
+ public:
+  explicit actor_writer(const caf::actor& a) : addr_(a.address()) {}
+  void acked(std::uint64_t shard, ack_list acks, std::uint64_t ticket) override {
+    if (auto a = caf::actor_cast<caf::actor>(addr_))
+      caf::anon_send(a, ack_atom::value, shard, std::move(acks), ticket);
+  }
+  void rejected(std::string device, std::uint64_t count, std::string why) override {
+    if (auto a = caf::actor_cast<caf::actor>(addr_))
+      caf::anon_send(a, reject_atom::value, std::move(device), count, std::move(why));
+  }
+
+ private:
+  caf::actor_addr addr_;
+};
+
+}  // namespace
+
+writer_ptr make_actor_writer(const caf::actor& a) { return std::make_shared<actor_writer>(a); }
+
 write_window::~write_window() {
   // What is still in flight no longer counts against its shards.
+  if (!ctx_) return;
   for (std::size_t i = 0; i < pending_.size(); ++i)
-    for (auto& e : pending_[i]) load_[i].fetch_sub(e.readings, std::memory_order_relaxed);
+    for (auto& e : pending_[i]) ctx_->shard_load[i].fetch_sub(e.readings, std::memory_order_relaxed);
 }
 
-void write_window::start(std::vector<caf::actor> shards, std::atomic<std::uint64_t>* load) {
+void write_window::start(std::vector<caf::actor> shards, node_context& ctx, writer_ptr writer) {
   table_ = std::move(shards);
-  load_ = load;
+  ctx_ = &ctx;
+  writer_ = std::move(writer);
   pending_.resize(table_.size());
 }
 
-void write_window::send(caf::event_based_actor* self, std::size_t i, reading_batch&& b) {
+void write_window::push(std::size_t i, const entry& e) {
+  caf::actor to;
+  auto kick = ctx_->inboxes[i].push(write_item{writer_, e.ticket, e.batch, table_[i].id()},
+                                    ctx_->settings.batch_max_readings, to);
+  if (kick != shard_inbox::kick::none && to)
+    caf::anon_send(to, inbox_atom::value, kick == shard_inbox::kick::now);
+}
+
+void write_window::send(std::size_t i, reading_batch&& b) {
   auto n = static_cast<std::uint64_t>(b.size());
-  auto ticket = ++last_ticket_;
-  auto msg = caf::make_message(write_atom::value, ticket, std::move(b));
-  load_[i].fetch_add(n, std::memory_order_relaxed);
-  self->send(table_[i], msg);
-  pending_[i].push_back(entry{ticket, n, std::move(msg)});
+  entry e{++last_ticket_, n, std::make_shared<const reading_batch>(std::move(b))};
+  ctx_->shard_load[i].fetch_add(n, std::memory_order_relaxed);
+  push(i, e);
+  pending_[i].push_back(std::move(e));
   readings_ += n;
 }
 
@@ -39,13 +70,13 @@ void write_window::ack(std::size_t i, std::uint64_t ticket) {
     q.pop_front();
   }
   readings_ -= done;
-  load_[i].fetch_sub(done, std::memory_order_relaxed);
+  ctx_->shard_load[i].fetch_sub(done, std::memory_order_relaxed);
 }
 
-void write_window::restarted(caf::event_based_actor* self, std::size_t i, caf::actor a) {
+void write_window::restarted(std::size_t i, caf::actor a) {
   if (i >= table_.size()) return;
   table_[i] = std::move(a);
-  for (auto& e : pending_[i]) self->send(table_[i], e.msg);
+  for (auto& e : pending_[i]) push(i, e);
 }
 
 }  // namespace pulse

@@ -6,15 +6,20 @@
 // Every write carries a ticket (increasing per writer). A shard's ack names
 // the highest ticket its flush covered, so everything up to it leaves the
 // window. When a shard restarts, the window resends that shard's entries to
-// the new instance: the messages are kept as they were sent (CAF shares
-// them, nothing is copied), and the shard deduplicates by seq, so a resend
-// never stores a reading twice.
+// the new instance: the batches are kept as they were sent (shared, nothing
+// is copied), and the shard deduplicates by seq, so a resend never stores a
+// reading twice.
+//
+// Writes go through the shard's inbox (actors/inbox.hpp), naming the instance
+// the window knows; an instance drops items meant for an earlier one.
 //
 // The window also keeps the node-wide per-shard load (node_context::shard_load:
 // readings sent and not yet acked, which admission checks): + on send, - on
 // ack, and whatever is still unacked when the window goes away.
 //
-// Concurrency: owned by one actor, touched by it alone.
+// Concurrency: owned by one actor (a POST) or one connection's ingest path
+// (on its strand), touched by it alone. Sends are anonymous: shards answer
+// the window's writer.
 
 #include <atomic>
 #include <cstdint>
@@ -25,6 +30,7 @@
 #include <caf/fwd.hpp>
 #include <caf/message.hpp>
 
+#include "actors/actors.hpp"
 #include "storage/model.hpp"
 
 namespace pulse {
@@ -36,24 +42,27 @@ class write_window {
   write_window& operator=(const write_window&) = delete;
   ~write_window();
 
-  // The shard table from the router and the node's per-shard load counters
-  // (one per shard). Until then the window has no shards.
-  void start(std::vector<caf::actor> shards, std::atomic<std::uint64_t>* load);
+  // The shard table from the router, the node (per-shard load counters and
+  // inboxes), and who the shards answer. Until then the window has no shards.
+  void start(std::vector<caf::actor> shards, node_context& ctx, writer_ptr writer);
+  bool started() const { return ctx_ != nullptr; }
 
   std::size_t shards() const { return table_.size(); }
   const caf::actor& shard(std::size_t i) const { return table_[i]; }
   // Readings any writer has sent shard i and not yet seen acked.
-  std::uint64_t load(std::size_t i) const { return load_[i].load(std::memory_order_relaxed); }
+  std::uint64_t load(std::size_t i) const {
+    return ctx_->shard_load[i].load(std::memory_order_relaxed);
+  }
 
-  // Sends `b` to shard i as (write_atom, ticket, b) and keeps it until acked.
-  void send(caf::event_based_actor* self, std::size_t i, reading_batch&& b);
+  // Puts `b` in shard i's inbox and keeps it until acked.
+  void send(std::size_t i, reading_batch&& b);
 
   // Shard i acked up to `ticket`: drops those entries.
   void ack(std::size_t i, std::uint64_t ticket);
 
   // Shard i was restarted as `a`: from now on writes go there, and what the
   // old instance had not acked is sent to it again, in order.
-  void restarted(caf::event_based_actor* self, std::size_t i, caf::actor a);
+  void restarted(std::size_t i, caf::actor a);
 
   // Whether this writer has anything unacked at shard i.
   bool waiting_on(std::size_t i) const { return !pending_[i].empty(); }
@@ -65,11 +74,14 @@ class write_window {
   struct entry {
     std::uint64_t ticket;
     std::uint64_t readings;
-    caf::message msg;  // (write_atom, ticket, reading_batch)
+    std::shared_ptr<const reading_batch> batch;  // shared with the inbox, never copied
   };
 
+  void push(std::size_t i, const entry& e);
+
   std::vector<caf::actor> table_;
-  std::atomic<std::uint64_t>* load_ = nullptr;
+  node_context* ctx_ = nullptr;
+  writer_ptr writer_;
   std::vector<std::deque<entry>> pending_;
   std::uint64_t last_ticket_ = 0;
   std::uint64_t readings_ = 0;

@@ -55,6 +55,7 @@ class ws_sink final : public session_sink {
   void send_text(std::string text) override;
   void send_texts(std::vector<std::string> texts) override;
   void set_reading(bool on) override;
+  void post(std::function<void()> fn) override;
   void close(std::uint16_t code, std::string reason) override;
 
  private:
@@ -118,7 +119,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   void set_reading(bool on) {
     reading_ = on;
-    if (on && !read_in_flight_ && !closed_ && open_) do_read();
+    // Within on_read (the ingest path answering a frame) the read is
+    // restarted there, once the frame's bytes are consumed.
+    if (on && !read_in_flight_ && !in_frame_ && !closed_ && open_) do_read();
   }
 
   void do_close(std::uint16_t code, std::string reason) {
@@ -204,12 +207,14 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
                                "binary frames are not accepted; send JSON text frames"));
       shared_->b.metrics().count_error(wire::error_code::invalid_json);
     } else {
+      // Parsed in place: the ingest path copies what it keeps.
       auto data = buffer_.data();
-      std::string text(static_cast<const char*>(data.data()), data.size());
+      in_frame_ = true;
+      handle_->frame(std::string_view(static_cast<const char*>(data.data()), data.size()));
+      in_frame_ = false;
       buffer_.consume(buffer_.size());
-      handle_->frame(std::move(text));
     }
-    if (reading_) do_read();
+    if (reading_ && !read_in_flight_ && !closed_) do_read();
   }
 
   // A peer that does not take a write (or the close) within net.write-timeout
@@ -300,30 +305,37 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   bool counted_ = false;
   bool reading_ = true;
   bool read_in_flight_ = false;
+  bool in_frame_ = false;  // handle_->frame() is running (reads buffer_)
   bool writing_ = false;
   bool close_sent_ = false;
   bool closed_ = false;
 };
 
+// dispatch: at once when called on the connection's strand (the ingest
+// path), else posted there (the session actor, the shards).
 void ws_sink::send_text(std::string text) {
   if (auto s = session_.lock())
-    asio::post(s->executor(), [s, t = std::move(text)]() mutable { s->queue(std::move(t)); });
+    asio::dispatch(s->executor(), [s, t = std::move(text)]() mutable { s->queue(std::move(t)); });
 }
 
 void ws_sink::send_texts(std::vector<std::string> texts) {
   if (auto s = session_.lock())
-    asio::post(s->executor(), [s, ts = std::move(texts)]() mutable {
+    asio::dispatch(s->executor(), [s, ts = std::move(texts)]() mutable {
       for (auto& t : ts) s->queue(std::move(t));
     });
 }
 
 void ws_sink::set_reading(bool on) {
-  if (auto s = session_.lock()) asio::post(s->executor(), [s, on] { s->set_reading(on); });
+  if (auto s = session_.lock()) asio::dispatch(s->executor(), [s, on] { s->set_reading(on); });
+}
+
+void ws_sink::post(std::function<void()> fn) {
+  if (auto s = session_.lock()) asio::post(s->executor(), [s, fn = std::move(fn)] { fn(); });
 }
 
 void ws_sink::close(std::uint16_t code, std::string reason) {
   if (auto s = session_.lock())
-    asio::post(s->executor(), [s, code, r = std::move(reason)] { s->do_close(code, r); });
+    asio::dispatch(s->executor(), [s, code, r = std::move(reason)] { s->do_close(code, r); });
 }
 
 // One HTTP connection: answers requests until it is upgraded to a WebSocket

@@ -34,11 +34,6 @@ reading_batch make_batch(const std::string& device, std::uint64_t first_seq, std
   return b;
 }
 
-// Sends like a session: (write_atom, ticket, batch).
-void write(caf::scoped_actor& self, const caf::actor& shard, std::uint64_t ticket,
-           reading_batch b) {
-  self->send(shard, write_atom::value, ticket, std::move(b));
-}
 
 // The router's current shard table.
 std::vector<caf::actor> shard_table(caf::scoped_actor& self, const caf::actor& router) {
@@ -58,6 +53,7 @@ struct fixture {
   explicit fixture(std::size_t max_readings, std::chrono::milliseconds max_delay,
                    std::size_t max_pending = 1000000) {
     ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(4);
+    ctx->inboxes = std::make_unique<shard_inbox[]>(4);
     ctx->settings.batch_max_readings = max_readings;
     ctx->settings.batch_max_delay = max_delay;
     ctx->settings.batch_max_pending = max_pending;
@@ -66,7 +62,16 @@ struct fixture {
     REQUIRE(ctx->db);
   }
   ~fixture() { ctx->hub = nullptr; }
+  writer_ptr writer;  // the test's scoped actor, as one writer
 };
+
+// Sends like a session: (write_atom, ticket, batch, writer); the acks come
+// back to `self` as (ack_atom, ...) messages.
+void write(fixture& f, caf::scoped_actor& self, const caf::actor& shard, std::uint64_t ticket,
+           reading_batch b) {
+  if (!f.writer) f.writer = make_actor_writer(caf::actor_cast<caf::actor>(self));
+  self->send(shard, write_atom::value, ticket, std::move(b), f.writer);
+}
 
 }  // namespace
 
@@ -74,12 +79,12 @@ TEST_CASE("a shard flushes when batch.max-readings is reached, and acks after th
   fixture f{3, 10s};
   auto shard = spawn_shard(f.sys, f.ctx, 0);
   caf::scoped_actor self{f.sys};
-  write(self, shard, 1, make_batch("d", 1, 2));
+  write(f, self, shard, 1, make_batch("d", 1, 2));
   bool acked = false;
   self->receive([&](ack_atom, std::uint64_t, ack_list&, std::uint64_t) { acked = true; },
                 caf::after(std::chrono::milliseconds(300)) >> [] {});
   CHECK_FALSE(acked);  // 2 < 3 readings and the delay is 10 s: still buffered
-  write(self, shard, 2, make_batch("d", 3, 1));
+  write(f, self, shard, 2, make_batch("d", 3, 1));
   self->receive(
     [&](ack_atom, std::uint64_t index, ack_list& acks, std::uint64_t ticket) {
       CHECK(index == 0);
@@ -100,7 +105,7 @@ TEST_CASE("a shard flushes batch.max-delay after the first buffered reading") {
   auto shard = spawn_shard(f.sys, f.ctx, 0);
   caf::scoped_actor self{f.sys};
   auto t0 = std::chrono::steady_clock::now();
-  write(self, shard, 7, make_batch("d", 1, 1));
+  write(f, self, shard, 7, make_batch("d", 1, 1));
   self->receive([&](ack_atom, std::uint64_t, ack_list&, std::uint64_t ticket) { CHECK(ticket == 7); },
                 caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack"); });
   auto waited = std::chrono::steady_clock::now() - t0;
@@ -120,9 +125,9 @@ TEST_CASE("duplicates are acked but not stored, last_seq answers what is durable
                   },
                   caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack"); });
   };
-  write(self, shard, 1, make_batch("d", 1, 5));
+  write(f, self, shard, 1, make_batch("d", 1, 5));
   expect_ack(5);
-  write(self, shard, 2, make_batch("d", 4, 1));
+  write(f, self, shard, 2, make_batch("d", 4, 1));
   expect_ack(4);
   self->request(shard, 5s, last_seq_atom::value, std::string{"d"})
     .receive([](std::uint64_t s) { CHECK(s == 5); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
@@ -143,12 +148,12 @@ TEST_CASE("a crashed shard loses only its buffer, the writer's resend stores eve
   auto table = [&] { return shard_table(self, router); };
   auto first = table().at(0);
   // 1..3 made durable (last_seq flushes first), 4..6 only buffered
-  write(self, first, 1, make_batch("d", 1, 3));
+  write(f, self, first, 1, make_batch("d", 1, 3));
   self->request(first, 5s, last_seq_atom::value, std::string{"d"})
     .receive([](std::uint64_t s) { CHECK(s == 3); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
   self->receive([&](ack_atom, std::uint64_t, ack_list&, std::uint64_t ticket) { CHECK(ticket == 1); },
                 caf::after(5s) >> [] { FAIL("no ack"); });
-  write(self, first, 2, make_batch("d", 4, 3));
+  write(f, self, first, 2, make_batch("d", 4, 3));
   self->request(sup, 5s, crash_atom::value, std::uint64_t{0})
     .receive([](bool ok) { CHECK(ok); }, [](caf::error& e) { FAIL(caf::to_string(e)); });
   caf::actor second;
@@ -161,8 +166,8 @@ TEST_CASE("a crashed shard loses only its buffer, the writer's resend stores eve
   CHECK(f.ctx->metrics.shard_restarts.load() == 1);
   // the writer resends everything unacked, here both writes (the first one
   // again on purpose: a resend of what is stored must not store it twice)
-  write(self, second, 1, make_batch("d", 1, 3));
-  write(self, second, 2, make_batch("d", 4, 3));
+  write(f, self, second, 1, make_batch("d", 1, 3));
+  write(f, self, second, 2, make_batch("d", 4, 3));
   self->send(second, stop_atom::value);
   self->receive(
     [&](ack_atom, std::uint64_t, ack_list& acks, std::uint64_t ticket) {
@@ -220,7 +225,7 @@ TEST_CASE("the supervisor restarts a killed shard, and marks the node unhealthy 
   CHECK(f.ctx->metrics.shard_restarts.load() == 1);
   CHECK(f.ctx->healthy.load());
   // the new instance takes writes and acks them
-  write(self, second, 1, make_batch("d", 1, 1));
+  write(f, self, second, 1, make_batch("d", 1, 1));
   self->receive([&](ack_atom, std::uint64_t, ack_list&, std::uint64_t ticket) { CHECK(ticket == 1); },
                 caf::after(std::chrono::seconds(5)) >> [] { FAIL("no ack from the restarted shard"); });
   // a second death within the window is one too many: unhealthy, not restarted again
