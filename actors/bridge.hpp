@@ -62,6 +62,8 @@ struct node_settings {
   std::chrono::milliseconds storage_head_max_age{2000};
   std::size_t batch_max_readings = 10000;
   std::chrono::milliseconds batch_max_delay{5};
+  // Under load the flush delay grows up to this (see shard.cpp, "coalescing").
+  std::chrono::milliseconds batch_coalesce_delay{50};
   std::size_t batch_max_pending = 200000;
   std::size_t session_max_unacked = 10000;
   std::size_t supervisor_max_restarts = 5;

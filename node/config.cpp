@@ -37,6 +37,7 @@ node_config::node_config() {
   set("scheduler.max-threads", std::size_t{1});
   batch_max_delay = span(settings.batch_max_delay);
   head_max_age = span(settings.storage_head_max_age);
+  coalesce_delay = span(settings.batch_coalesce_delay);
   supervisor_window = span(settings.supervisor_window);
   query_timeout = span(settings.query_timeout);
   ping_interval = span(net.ping_interval);
@@ -68,6 +69,9 @@ node_config::node_config() {
   opt_group{custom_options_, "batch"}
     .add(settings.batch_max_readings, "max-readings", "flush a shard at this many readings")
     .add(batch_max_delay, "max-delay", "flush a shard this long after its first buffered reading")
+    .add(coalesce_delay, "coalesce-delay",
+         "longest flush delay when many connections each have one reading per flush "
+         "(coalesces their acks); at most max-delay turns this off")
     .add(settings.batch_max_pending, "max-pending",
          "readings buffered per shard before it answers overloaded");
   opt_group{custom_options_, "storage"}
@@ -130,6 +134,7 @@ std::string node_config::parse_command_line(int argc, char** argv) {
 void node_config::finish() {
   settings.batch_max_delay = ms(batch_max_delay);
   settings.storage_head_max_age = ms(head_max_age);
+  settings.batch_coalesce_delay = ms(coalesce_delay);
   settings.supervisor_window = ms(supervisor_window);
   settings.query_timeout = ms(query_timeout);
   net.ping_interval = ms(ping_interval);

@@ -37,6 +37,7 @@ class node_config : public caf::actor_system_config {
   std::string auth_tokens_file;
   caf::timespan batch_max_delay;
   caf::timespan head_max_age;
+  caf::timespan coalesce_delay;
   caf::timespan supervisor_window;
   caf::timespan query_timeout;
   caf::timespan ping_interval;
