@@ -453,36 +453,35 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p) {
   if (auto f = require_db(ctx)) return *f;
 
   std::map<std::int64_t, storage::aggregate> merged;  // without group_by, by bucket start
+  std::map<std::string, std::map<std::int64_t, storage::aggregate>> by_device;
+  auto st = storage::aggregate_fleet(*ctx.db, prefix, r.metric, r.from, r.to, storage_step(r),
+                                     group, merged, by_device);
+  if (!st) return internal_error("aggregating the fleet: " + st.message);
+  // The answer's buckets: empty ones dropped, one bucket at `from` without a step.
+  auto shape = [&](const std::map<std::int64_t, storage::aggregate>& m) {
+    std::vector<storage::bucket> out;
+    storage::bucket one;
+    one.t = r.from;
+    for (auto& [t, agg] : m) {
+      if (agg.count == 0) continue;
+      if (r.step_ms == 0)
+        one.agg.merge(agg);
+      else
+        out.push_back({t, agg});
+    }
+    if (r.step_ms == 0 && one.agg.count > 0) out.push_back(one);
+    return out;
+  };
   auto groups = json::array();
   std::int64_t group_buckets = 0;
-  std::vector<storage::bucket> buckets;
-  std::string after;
-  while (true) {
-    storage::status st;
-    auto page = ctx.db->list_devices(prefix, after, fleet_page_size, st);
-    if (!st) return internal_error("listing devices: " + st.message);
-    if (page.empty()) break;
-    // Guards against a store that does not advance, which would loop forever.
-    if (!after.empty() && page.back().id <= after)
-      return internal_error("device listing did not advance past '" + after + "'");
-    for (auto& rec : page) {
-      // The dictionary names every metric the device ever stored; skipping
-      // the others saves their seeks on large fleets.
-      if (std::find(rec.metrics.begin(), rec.metrics.end(), r.metric) == rec.metrics.end())
-        continue;
-      if (auto f = device_buckets(*ctx.db, rec.id, r, buckets)) return *f;
-      if (buckets.empty()) continue;
-      if (group) {
-        group_buckets += static_cast<std::int64_t>(buckets.size());
-        if (group_buckets > max_group_buckets)
-          return bad_request("the grouped answer exceeds " + std::to_string(max_group_buckets) +
-                             " buckets; narrow prefix, from/to or use a larger step");
-        groups.push_back(json{{"device", rec.id}, {"buckets", buckets_json(buckets, r.fns)}});
-      } else {
-        for (auto& b : buckets) merged[b.t].merge(b.agg);
-      }
-    }
-    after = page.back().id;
+  for (auto& [device, m] : by_device) {
+    auto buckets = shape(m);
+    if (buckets.empty()) continue;
+    group_buckets += static_cast<std::int64_t>(buckets.size());
+    if (group_buckets > max_group_buckets)
+      return bad_request("the grouped answer exceeds " + std::to_string(max_group_buckets) +
+                         " buckets; narrow prefix, from/to or use a larger step");
+    groups.push_back(json{{"device", device}, {"buckets", buckets_json(buckets, r.fns)}});
   }
 
   json j;
@@ -491,9 +490,7 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p) {
   if (group) {
     j["groups"] = std::move(groups);
   } else {
-    auto arr = json::array();
-    for (auto& [t, agg] : merged) arr.push_back(bucket_json(t, agg, r.fns));
-    j["buckets"] = std::move(arr);
+    j["buckets"] = buckets_json(shape(merged), r.fns);
   }
   j["partial"] = false;
   return ok_answer(j);

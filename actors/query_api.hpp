@@ -30,8 +30,6 @@ inline constexpr std::size_t default_readings_limit = 1000;
 inline constexpr std::size_t max_readings_limit = 10000;
 inline constexpr std::int64_t max_buckets = 100'000;
 inline constexpr std::int64_t max_group_buckets = 1'000'000;
-// Devices fetched per store::list_devices call while walking the fleet.
-inline constexpr std::size_t fleet_page_size = 1000;
 // Default `to` is now + this, so that readings stamped by clocks slightly
 // ahead of the server's still show up.
 inline constexpr std::int64_t default_to_ahead_ms = 86'400'000;

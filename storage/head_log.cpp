@@ -127,6 +127,15 @@ status read_device(const store& db, const rocksdb::ReadOptions& ro, std::string_
   });
 }
 
+status read_head_devices(const store& db, const rocksdb::ReadOptions& ro, std::string_view prefix,
+                         std::map<std::string, head_device, std::less<>>& out) {
+  return scan_log(db, ro, [&](const log_section& s) {
+    if (s.device.substr(0, prefix.size()) != prefix) return true;
+    auto& d = out[std::string(s.device)];
+    return decode_log_section(s, d.rec, d.rows);
+  });
+}
+
 status read_head_records(const store& db, const rocksdb::ReadOptions& ro, std::string_view prefix,
                          std::map<std::string, meta_record, std::less<>>& out) {
   decoded_chunk rows;

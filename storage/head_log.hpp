@@ -78,6 +78,14 @@ status read_device(const store& db, const rocksdb::ReadOptions& ro, std::string_
 status read_head_records(const store& db, const rocksdb::ReadOptions& ro, std::string_view prefix,
                          std::map<std::string, meta_record, std::less<>>& out);
 
+// The same with the devices' logged readings (metric ids index `rec`).
+struct head_device {
+  meta_record rec;
+  decoded_chunk rows;
+};
+status read_head_devices(const store& db, const rocksdb::ReadOptions& ro, std::string_view prefix,
+                         std::map<std::string, head_device, std::less<>>& out);
+
 namespace detail {
 bool log_record_header(std::string_view record, std::uint64_t& count, std::string_view& rest);
 bool next_log_section(std::string_view& rest, log_section& s);

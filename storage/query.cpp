@@ -182,20 +182,16 @@ bool narrow_window(snapshot_reader& reader, std::string_view device, std::string
 
 }  // namespace
 
-std::vector<bucket> aggregate_device(const store& db, std::string_view device,
-                                     std::string_view metric, std::int64_t from, std::int64_t to,
-                                     std::int64_t step_ms, status& st) {
-  snapshot_reader reader(db);
-  meta_record rec;
-  std::uint32_t id = 0;
-  std::int64_t lo = 0, hi = 0;
-  decoded_chunk head;
-  if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, head, lo, hi, st))
-    return {};
+namespace {
 
-  // Readings still in the head log are in no chunk or rollup row yet.
-  std::map<std::int64_t, aggregate> out;
-  add_raw(head, id, from, to, step_ms, out);
+// The stored part (rollups and chunks) of one device's aggregate over
+// [from, to), narrowed to [lo, hi), merged into `out`. The caller adds the
+// head's readings.
+status aggregate_stored(snapshot_reader& reader, std::string_view device, std::uint32_t id,
+                        std::int64_t from, std::int64_t to, std::int64_t step_ms, std::int64_t lo,
+                        std::int64_t hi, std::map<std::int64_t, aggregate>& out) {
+  const store& db = reader.db();
+  status st;
   rollup_row hour_row, minute_row;
   decoded_chunk chunk;
   std::string key;
@@ -206,14 +202,13 @@ std::vector<bucket> aggregate_device(const store& db, std::string_view device,
   std::vector<std::int64_t> minute_starts;
   slices.reserve(minutes_per_hour);
   minute_starts.reserve(minutes_per_hour);
-
   for (auto hour = hour_bucket(lo), last = hour_bucket(hi - 1); hour <= last; ++hour) {
     const std::int64_t hs = static_cast<std::int64_t>(hour) * ms_per_hour;
     const std::int64_t he = hs + ms_per_hour;
     key.clear();
     append_rollup_key(key, resolution::hour, hour, device);
     bool found = false;
-    if (st = reader.read_rollup(key, hour_row, found); !st) return {};
+    if (st = reader.read_rollup(key, hour_row, found); !st) return st;
     const aggregate* hour_agg = found ? hour_row.find(id) : nullptr;
     if (!hour_agg) continue;  // no value of this metric in this hour
     if (covered(hs, he, from, to, step_ms)) {
@@ -237,7 +232,7 @@ std::vector<bucket> aggregate_device(const store& db, std::string_view device,
     }
     if (need_raw) {
       chunk.clear();
-      if (st = reader.read_hour(hour, device, chunk); !st) return {};
+      if (st = reader.read_hour(hour, device, chunk); !st) return st;
       add_raw(chunk, id, from, to, step_ms, out);
       continue;
     }
@@ -259,19 +254,142 @@ std::vector<bucket> aggregate_device(const store& db, std::string_view device,
       for (std::size_t i = 0; i < slices.size(); ++i) {
         if (statuses[i].IsNotFound()) continue;
         if (!statuses[i].ok()) {
-          st = status::error("rollup read failed: " + statuses[i].ToString());
-          return {};
+          return status::error("rollup read failed: " + statuses[i].ToString());
         }
         if (!decode_rollup_row(std::string_view(values[i].data(), values[i].size()), minute_row)) {
-          st = status::error("corrupt rollup row of device " + std::string(device));
-          return {};
+          return status::error("corrupt rollup row of device " + std::string(device));
         }
         if (const auto* a = minute_row.find(id))
           out[bucket_start(minute_starts[i], step_ms)].merge(*a);
       }
     }
   }
+  return status::success();
+}
+
+}  // namespace
+
+std::vector<bucket> aggregate_device(const store& db, std::string_view device,
+                                     std::string_view metric, std::int64_t from, std::int64_t to,
+                                     std::int64_t step_ms, status& st) {
+  snapshot_reader reader(db);
+  meta_record rec;
+  std::uint32_t id = 0;
+  std::int64_t lo = 0, hi = 0;
+  decoded_chunk head;
+  if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, head, lo, hi, st))
+    return {};
+  // Readings still in the head log are in no chunk or rollup row yet.
+  std::map<std::int64_t, aggregate> out;
+  add_raw(head, id, from, to, step_ms, out);
+  if (st = aggregate_stored(reader, device, id, from, to, step_ms, lo, hi, out); !st) return {};
   return to_buckets(out);
+}
+
+status aggregate_fleet(const store& db, std::string_view prefix, std::string_view metric,
+                       std::int64_t from, std::int64_t to, std::int64_t step_ms, bool group,
+                       std::map<std::int64_t, aggregate>& merged,
+                       std::map<std::string, std::map<std::int64_t, aggregate>>& groups) {
+  if (step_ms <= 0) return status::error("step must be positive");
+  if (from >= to) return status::success();
+  snapshot_reader reader(db);
+  std::map<std::string, head_device, std::less<>> head;
+  if (auto st = read_head_devices(db, reader.options(), prefix, head); !st) return st;
+
+  // Every device of the prefix with the metric: its record (the head's when
+  // newer) and the metric's id in its dictionary.
+  struct member {
+    meta_record rec;
+    std::uint32_t id = 0;
+    const head_device* head = nullptr;
+  };
+  std::map<std::string, member, std::less<>> members;
+  auto consider = [&](std::string_view device, meta_record&& rec, const head_device* h) {
+    auto i = std::find(rec.metrics.begin(), rec.metrics.end(), metric);
+    if (i == rec.metrics.end()) return;
+    auto& m = members[std::string(device)];
+    m.id = static_cast<std::uint32_t>(i - rec.metrics.begin());
+    m.rec = std::move(rec);
+    m.head = h;
+  };
+  {
+    std::string lower;
+    append_meta_key(lower, prefix);
+    std::string upper = prefix_successor(lower);
+    auto ro = reader.options();
+    rocksdb::Slice upper_slice(upper);
+    if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db.db()->NewIterator(ro, db.meta_cf()));
+    meta_record rec;
+    for (it->Seek(lower); it->Valid(); it->Next()) {
+      std::string_view device;
+      auto k = it->key();
+      if (!decode_meta_key(std::string_view(k.data(), k.size()), device)) continue;
+      if (auto h = head.find(device); h != head.end()) continue;  // taken from the head below
+      auto v = it->value();
+      if (!decode_meta(std::string_view(v.data(), v.size()), rec))
+        return status::error("corrupt meta record for device " + std::string(device));
+      consider(device, std::move(rec), nullptr);
+    }
+    if (auto s = it->status(); !s.ok()) return status::error("listing devices failed: " + s.ToString());
+    for (auto& [device, h] : head) {
+      auto rec = h.rec;
+      consider(device, std::move(rec), &h);
+    }
+  }
+  auto target = [&](const std::string& device) -> std::map<std::int64_t, aggregate>& {
+    return group ? groups[device] : merged;
+  };
+  for (auto& [device, m] : members)
+    if (m.head) add_raw(m.head->rows, m.id, from, to, step_ms, target(device));
+
+  // Rollup rows bucket-major: one range of keys holds every device's rows of
+  // the window, whenever each row lies inside one bucket and the window.
+  const bool by_hour = from % ms_per_hour == 0 && to % ms_per_hour == 0 && step_ms % ms_per_hour == 0;
+  const bool by_minute =
+    from % ms_per_minute == 0 && to % ms_per_minute == 0 && step_ms % ms_per_minute == 0;
+  if (by_hour || by_minute) {
+    const auto res = by_hour ? resolution::hour : resolution::minute;
+    const auto unit = by_hour ? ms_per_hour : ms_per_minute;
+    std::string lower, upper;
+    lower.push_back(static_cast<char>(res));
+    upper.push_back(static_cast<char>(res));
+    for (auto [out, v] : {std::pair<std::string*, std::int64_t>{&lower, from / unit},
+                          std::pair<std::string*, std::int64_t>{&upper, to / unit}}) {
+      auto b = static_cast<std::uint32_t>(std::min<std::int64_t>(v, UINT32_MAX));
+      for (int sh = 24; sh >= 0; sh -= 8) out->push_back(static_cast<char>((b >> sh) & 0xff));
+    }
+    auto ro = reader.options();
+    rocksdb::Slice upper_slice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db.db()->NewIterator(ro, db.rollups_cf()));
+    rollup_row row;
+    rollup_key_parts parts;
+    for (it->Seek(lower); it->Valid(); it->Next()) {
+      auto k = it->key();
+      if (!decode_rollup_key(std::string_view(k.data(), k.size()), parts) || parts.res != res)
+        continue;
+      if (parts.device.substr(0, prefix.size()) != prefix) continue;
+      auto mi = members.find(parts.device);
+      if (mi == members.end()) continue;
+      auto v = it->value();
+      if (!decode_rollup_row(std::string_view(v.data(), v.size()), row))
+        return status::error("corrupt rollup row of device " + std::string(parts.device));
+      if (const auto* a = row.find(mi->second.id))
+        target(mi->first)[bucket_start(static_cast<std::int64_t>(parts.bucket) * unit, step_ms)]
+          .merge(*a);
+    }
+    if (auto s = it->status(); !s.ok()) return status::error("reading rollups failed: " + s.ToString());
+    return status::success();
+  }
+  for (auto& [device, m] : members) {
+    auto lo = std::max(from, m.rec.earliest_ts);
+    auto hi = std::min(to, m.rec.latest_ts + 1);
+    if (lo >= hi) continue;
+    if (auto st = aggregate_stored(reader, device, m.id, from, to, step_ms, lo, hi, target(device)); !st)
+      return st;
+  }
+  return status::success();
 }
 
 std::vector<bucket> aggregate_device_raw(const store& db, std::string_view device,

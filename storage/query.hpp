@@ -3,6 +3,7 @@
 // safe to call from any thread concurrently with writers.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,6 +47,18 @@ std::vector<bucket> aggregate_device(const store& db, std::string_view device,
 std::vector<bucket> aggregate_device_raw(const store& db, std::string_view device,
                                          std::string_view metric, std::int64_t from,
                                          std::int64_t to, std::int64_t step_ms, status& st);
+
+// Aggregates `metric` over every device whose id starts with `prefix`, from
+// one snapshot: merged into `merged` (bucket start -> aggregate), or per
+// device into `groups` when `group` is set. Whole-minute windows and steps
+// read minute rollup rows bucket-major (one range scan over all devices),
+// whole-hour ones hour rows; others go device by device as
+// aggregate_device does. Readings still in the head log are added raw.
+// Answers are the same either way.
+status aggregate_fleet(const store& db, std::string_view prefix, std::string_view metric,
+                       std::int64_t from, std::int64_t to, std::int64_t step_ms, bool group,
+                       std::map<std::int64_t, aggregate>& merged,
+                       std::map<std::string, std::map<std::int64_t, aggregate>>& groups);
 
 struct stored_reading {
   std::uint64_t seq = 0;
