@@ -13,6 +13,7 @@
 
 #include "actors/bridge.hpp"
 #include "net/dashboard.hpp"
+#include "net/ws_frame.hpp"
 #include "wire/codec.hpp"
 
 namespace pulse::net {
@@ -62,15 +63,28 @@ class ws_sink final : public session_sink {
   std::weak_ptr<ws_session> session_;
 };
 
-// One WebSocket connection, on its own strand. One write in flight, a queue
-// bounded in bytes behind it; reading stops while the session actor pushes back.
+// One WebSocket connection, on its own strand. Beast does the opening
+// handshake; after it the connection speaks RFC 6455 framing itself on the
+// bare socket, because the per-message path is the node's hot path:
+// - one read takes whatever the socket holds and every complete frame in it
+//   is handled in that one completion (Beast's stream completes one message
+//   per read, so a connection's frames went round the scheduler one by one
+//   and were split across flushes);
+// - frames are parsed and unmasked in place in the read buffer, and a frame
+//   that is a whole message goes to the ingest path without a copy;
+// - every queued message goes out in one write (acks of several flushes,
+//   pongs, errors): one sendmsg for all of them;
+// - one timer per connection (ping, idle and write deadlines) and buffers
+//   that start small, so an idle connection costs little memory.
+// Protocol errors close with 1002 (1007 for invalid UTF-8 in a text message,
+// 1009 past net.max-frame-bytes), as Beast did.
 class ws_session : public std::enable_shared_from_this<ws_session> {
  public:
   ws_session(beast::tcp_stream&& stream, std::shared_ptr<shared_state> shared)
-      : ws_(std::move(stream)),
+      : handshake_(std::make_unique<websocket::stream<beast::tcp_stream>>(std::move(stream))),
+        socket_(handshake_->get_executor()),
         shared_(std::move(shared)),
-        ping_timer_(ws_.get_executor()),
-        write_timer_(ws_.get_executor()) {}
+        timer_(socket_.get_executor()) {}
 
   ~ws_session() {
     std::lock_guard<std::mutex> guard{shared_->mtx};
@@ -80,68 +94,41 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   template <class Body, class Allocator>
   void run(http::request<Body, http::basic_fields<Allocator>> req, bool over_limit) {
     over_limit_ = over_limit;
-    beast::get_lowest_layer(ws_).expires_never();
-    websocket::stream_base::timeout t;
-    t.handshake_timeout = std::chrono::seconds(10);
-    t.idle_timeout = shared_->opts.idle_timeout;
-    // Beast re-arms its idle timer only when a read starts, so without its
-    // keep-alive pings a peer that only answers pings (a subscriber) would be
-    // closed after idle_timeout. With them, any frame received (a pong too)
-    // resets the count, and a peer silent for idle_timeout is closed. Our own
-    // timer still pings every net.ping-interval.
-    t.keep_alive_pings = true;
-    ws_.set_option(t);
-    ws_.read_message_max(shared_->opts.max_frame_bytes);
-    ws_.auto_fragment(false);
-    ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+    auto& hs = *handshake_;
+    beast::get_lowest_layer(hs).expires_after(std::chrono::seconds(10));
+    hs.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
       res.set(http::field::server, "pulse-node");
     }));
-    peer_ = endpoint_string();
-    ws_.async_accept(req, beast::bind_front_handler(&ws_session::on_accept, shared_from_this()));
+    peer_ = endpoint_string(beast::get_lowest_layer(hs).socket());
+    hs.async_accept(req, beast::bind_front_handler(&ws_session::on_accept, shared_from_this()));
   }
 
-  // --- called on the strand (posted by ws_sink) ---
-  void queue(std::string text) {
-    if (closed_ || close_sent_) return;
-    queued_bytes_ += text.size();
-    queue_.push_back(std::move(text));
-    if (queued_bytes_ > shared_->opts.max_write_queue_bytes) {
-      spdlog::warn("ws {}: peer does not read ({} bytes queued), closing", peer_, queued_bytes_);
-      shared_->b.metrics().write_queue_full.fetch_add(1);
-      // The frame being written stays: Beast still reads from its buffer.
-      queue_.erase(writing_ ? std::next(queue_.begin()) : queue_.begin(), queue_.end());
-      queued_bytes_ = queue_.empty() ? 0 : queue_.front().size();
-      do_close(websocket::close_code::try_again_later, "write queue full");
-      return;
-    }
-    if (!writing_) do_write();
-  }
+  // --- called on the strand (by ws_sink or the ingest path) ---
+  void queue(std::string text) { queue_frame(0x1, std::move(text)); }
 
   void set_reading(bool on) {
     reading_ = on;
-    // Within on_read (the ingest path answering a frame) the read is
-    // restarted there, once the frame's bytes are consumed.
-    if (on && !read_in_flight_ && !in_frame_ && !closed_ && open_) do_read();
+    // Within a read completion the frames left in the buffer and the next
+    // read are taken care of there.
+    if (on && !in_read_ && open_ && !closed_) resume_reading();
   }
 
   void do_close(std::uint16_t code, std::string reason) {
     if (closed_ || close_sent_) return;
     close_sent_ = true;
-    if (writing_) {  // Beast allows one write at a time; close after it
-      pending_close_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
-      return;
-    }
-    arm_write_timer();
-    ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code), reason),
-                    beast::bind_front_handler(&ws_session::on_close, shared_from_this()));
+    std::string payload;
+    payload.push_back(static_cast<char>(code >> 8));
+    payload.push_back(static_cast<char>(code & 0xff));
+    payload += reason.substr(0, 123);
+    enqueue(0x8, std::move(payload));
   }
 
-  auto executor() { return ws_.get_executor(); }
+  auto executor() { return socket_.get_executor(); }
 
  private:
-  std::string endpoint_string() {
+  static std::string endpoint_string(tcp::socket& s) {
     beast::error_code ec;
-    auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
+    auto ep = s.remote_endpoint(ec);
     if (ec) return "?";
     return ep.address().to_string() + ":" + std::to_string(ep.port());
   }
@@ -151,168 +138,365 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
       spdlog::debug("ws {}: handshake failed: {}", peer_, ec.message());
       return;
     }
+    socket_ = beast::get_lowest_layer(*handshake_).release_socket();
+    handshake_.reset();
+    last_rx_ = std::chrono::steady_clock::now();
+    last_ping_ = last_rx_;
+    open_ = true;
+    arm_timer();
     if (over_limit_) {
       shared_->b.metrics().connections_refused.fetch_add(1);
-      do_close(websocket::close_code::try_again_later, "net.max-connections reached");
+      do_close(1013, "net.max-connections reached");
+      resume_reading();
       return;
     }
     {
       std::lock_guard<std::mutex> guard{shared_->mtx};
       if (shared_->closing) {
-        do_close(websocket::close_code::going_away, "node shutting down");
+        do_close(1001, "node shutting down");
+        resume_reading();
         return;
       }
       shared_->sessions.insert(this);
     }
-    open_ = true;
     auto& m = shared_->b.metrics();
     m.connections.fetch_add(1);
     m.connections_total.fetch_add(1);
     counted_ = true;
     auto sink = std::make_shared<ws_sink>(weak_from_this());
     handle_ = shared_->b.open_session(std::move(sink), peer_);
-    schedule_ping();
-    do_read();
+    resume_reading();
   }
 
-  void schedule_ping() {
-    if (shared_->opts.ping_interval.count() <= 0) return;
-    ping_timer_.expires_after(shared_->opts.ping_interval);
-    ping_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  // --- timers: one per connection, ticking at a fraction of the shortest deadline ---
+  std::chrono::milliseconds tick() const {
+    auto& o = shared_->opts;
+    auto t = std::min(o.idle_timeout, o.write_timeout);
+    if (o.ping_interval.count() > 0) t = std::min(t, o.ping_interval);
+    return std::max(std::chrono::milliseconds(10), t / 4);
+  }
+
+  void arm_timer() {
+    timer_.expires_after(tick());
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->closed_) return;
-      self->ws_.async_ping({}, [self](beast::error_code ec) {
-        if (!ec) self->schedule_ping();
-      });
+      self->on_tick();
     });
   }
 
+  void on_tick() {
+    auto now = std::chrono::steady_clock::now();
+    auto& o = shared_->opts;
+    if (writing_ && now - write_started_ >= o.write_timeout) {
+      // A peer that takes no data (or not our close) within net.write-timeout
+      // is cut off: its queue must not grow without bound, nor its socket linger.
+      spdlog::warn("ws {}: peer took no data for {} ms (net.write-timeout), closing", peer_,
+                   o.write_timeout.count());
+      shared_->b.metrics().write_timeouts.fetch_add(1);
+      return finish();
+    }
+    if (close_sent_ && !writing_ && now - close_time_ >= o.write_timeout) return finish();
+    // A connection paused by back-pressure is not idle: it is we who do not read.
+    if (!reading_) last_rx_ = now;
+    if (!close_sent_ && now - last_rx_ >= o.idle_timeout) {
+      spdlog::debug("ws {}: silent for {} ms (net.idle-timeout), closing", peer_,
+                    o.idle_timeout.count());
+      do_close(1001, "idle timeout");
+    } else if (!close_sent_ && o.ping_interval.count() > 0 && now - last_ping_ >= o.ping_interval) {
+      last_ping_ = now;
+      enqueue(0x9, std::string());
+    }
+    arm_timer();
+  }
+
+  // --- reading ---
+  void resume_reading() {
+    // A read in flight owns the buffer; its completion handles what is there.
+    if (closed_ || read_in_flight_) return;
+    in_read_ = true;
+    bool more = process();
+    in_read_ = false;
+    if (closed_) return;
+    if (more && !read_in_flight_) do_read();
+  }
+
   void do_read() {
+    if (rcap_ - rlen_ < 512) grow(std::max<std::size_t>(rcap_ * 2, 1024));
     read_in_flight_ = true;
-    ws_.async_read(buffer_, beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
+    socket_.async_read_some(
+      asio::buffer(rbuf_.get() + rlen_, rcap_ - rlen_),
+      beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
+  }
+
+  void grow(std::size_t cap) {
+    auto n = std::make_unique<char[]>(cap);
+    if (rlen_) std::memcpy(n.get(), rbuf_.get(), rlen_);
+    rbuf_ = std::move(n);
+    rcap_ = cap;
   }
 
   void on_read(beast::error_code ec, std::size_t bytes) {
     read_in_flight_ = false;
     if (ec) {
-      if (ec == websocket::error::message_too_big)
-        spdlog::info("ws {}: frame over net.max-frame-bytes, closed with 1009", peer_);
-      else if (ec != websocket::error::closed)
+      if (ec != asio::error::eof && ec != asio::error::operation_aborted)
         spdlog::debug("ws {}: read ended: {}", peer_, ec.message());
-      finish();
+      return finish();
+    }
+    rlen_ += bytes;
+    last_rx_ = std::chrono::steady_clock::now();
+    resume_reading();
+  }
+
+  // Handles every complete frame in the buffer. True: read more (false when
+  // reading is paused or the connection is done with reading).
+  bool process() {
+    if (close_sent_) {  // closing: only the peer's close (or its EOF) matters now
+      rlen_ = 0;
+      return !peer_closed_;
+    }
+    std::size_t pos = 0;
+    bool more = true;
+    while (reading_) {
+      const std::size_t avail = rlen_ - pos;
+      ws_frame_header h;
+      auto r = read_ws_header(reinterpret_cast<const unsigned char*>(rbuf_.get() + pos), avail,
+                              in_message_, msg_.size(), shared_->opts.max_frame_bytes, h);
+      if (r == ws_protocol_error) return fail(1002, "protocol error");
+      if (r == ws_too_big) return fail(1009, "message too big");
+      if (r == ws_incomplete || avail - h.header_bytes < h.len) {
+        // Make room for the whole frame (its length is bounded by then).
+        auto need = r == ws_ok ? h.header_bytes + static_cast<std::size_t>(h.len) : 14;
+        if (need > rcap_ - pos) {
+          compact(pos);
+          pos = 0;
+          if (need > rcap_) grow(need + 512);
+        }
+        break;
+      }
+      const unsigned op = h.op;
+      const bool control = h.control(), fin = h.fin;
+      const auto len = static_cast<std::size_t>(h.len);
+      char* payload = rbuf_.get() + pos + h.header_bytes;
+      unmask(payload, len, h.key);
+      pos += h.header_bytes + len;
+      std::string_view data(payload, len);
+      if (control) {
+        if (!on_control(op, data)) {  // a close: nothing after it is read
+          more = !closed_;
+          rlen_ = pos = 0;
+          break;
+        }
+        continue;
+      }
+      if (op != 0) {
+        in_message_ = true;
+        binary_ = op == 0x2;
+      }
+      if (fin && msg_.empty()) {
+        in_message_ = false;
+        if (!on_message(data)) return false;
+      } else {
+        msg_.append(data);
+        if (fin) {
+          in_message_ = false;
+          std::string m = std::move(msg_);
+          msg_.clear();
+          if (!on_message(m)) return false;
+        }
+      }
+      if (closed_ || close_sent_) {
+        more = !closed_;
+        rlen_ = pos = 0;
+        break;
+      }
+    }
+    compact(pos);
+    if (msg_.capacity() > 4096 && msg_.empty()) std::string().swap(msg_);
+    // An idle connection gives its large read buffer back.
+    if (rlen_ == 0 && rcap_ > 4096) {
+      rbuf_.reset();
+      rcap_ = 0;
+    }
+    return more && reading_;
+  }
+
+  void compact(std::size_t pos) {
+    if (pos == 0) return;
+    if (pos >= rlen_) {
+      rlen_ = 0;
       return;
     }
-    if (!ws_.got_text()) {
-      buffer_.consume(buffer_.size());
+    rlen_ -= pos;
+    if (rlen_) std::memmove(rbuf_.get(), rbuf_.get() + pos, rlen_);
+  }
+
+  bool on_message(std::string_view data) {
+    auto& m = shared_->b.metrics();
+    if (binary_) {
+      m.count_error(wire::error_code::invalid_json);
       queue(wire::encode_error(wire::error_code::invalid_json,
                                "binary frames are not accepted; send JSON text frames"));
-      shared_->b.metrics().count_error(wire::error_code::invalid_json);
-    } else {
-      // Parsed in place: the ingest path copies what it keeps.
-      auto data = buffer_.data();
-      in_frame_ = true;
-      handle_->frame(std::string_view(static_cast<const char*>(data.data()), data.size()));
-      in_frame_ = false;
-      buffer_.consume(buffer_.size());
+      return true;
     }
-    if (reading_ && !read_in_flight_ && !closed_) do_read();
+    if (!wire::valid_utf8(data)) return fail(1007, "invalid UTF-8 in a text message");
+    if (handle_) handle_->frame(data);
+    return true;
   }
 
-  // A peer that does not take a write (or the close) within net.write-timeout
-  // is cut off: its queue must not grow without bound, nor its socket linger.
-  void arm_write_timer() {
-    auto gen = ++write_gen_;
-    write_timer_.expires_after(shared_->opts.write_timeout);
-    write_timer_.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
-      if (ec || gen != self->write_gen_ || self->closed_) return;
-      spdlog::warn("ws {}: peer took no data for {} ms (net.write-timeout), closing", self->peer_,
-                   self->shared_->opts.write_timeout.count());
-      self->shared_->b.metrics().write_timeouts.fetch_add(1);
-      beast::error_code ignored;
-      beast::get_lowest_layer(self->ws_).socket().close(ignored);
-      self->finish();
-    });
+  // False when the connection stops reading frames (a close).
+  bool on_control(unsigned op, std::string_view data) {
+    if (op == 0x9) {
+      enqueue(0xA, std::string(data));
+    } else if (op == 0x8) {
+      peer_closed_ = true;
+      std::uint16_t code = 1000;
+      if (data.size() == 1) return fail(1002, "protocol error");
+      if (data.size() >= 2) {
+        code = static_cast<std::uint16_t>((static_cast<unsigned char>(data[0]) << 8) |
+                                          static_cast<unsigned char>(data[1]));
+        if (!valid_close_code(code)) return fail(1002, "invalid close code");
+        if (!wire::valid_utf8(data.substr(2))) return fail(1007, "invalid UTF-8 in close reason");
+      }
+      do_close(code, "");
+      return false;
+    }
+    return true;  // pong
   }
 
-  void disarm_write_timer() {
-    ++write_gen_;  // a wait already queued sees it is stale
-    write_timer_.cancel();
+  bool fail(std::uint16_t code, const char* why) {
+    if (code == 1009)
+      spdlog::info("ws {}: frame over net.max-frame-bytes, closed with 1009", peer_);
+    else
+      spdlog::debug("ws {}: {}, closing with {}", peer_, why, code);
+    rlen_ = 0;
+    do_close(code, why);
+    return false;
+  }
+
+  // --- writing: every queued message in one write ---
+  void queue_frame(unsigned op, std::string payload) {
+    if (closed_ || close_sent_) return;
+    enqueue(op, std::move(payload));
+  }
+
+  void enqueue(unsigned op, std::string payload) {
+    if (closed_) return;
+    queued_bytes_ += payload.size();
+    out_.push_back(outgoing{static_cast<std::uint8_t>(op), std::move(payload)});
+    if (op == 0x8) close_time_ = std::chrono::steady_clock::now();
+    if (queued_bytes_ > shared_->opts.max_write_queue_bytes && op != 0x8) {
+      spdlog::warn("ws {}: peer does not read ({} bytes queued), closing", peer_, queued_bytes_);
+      shared_->b.metrics().write_queue_full.fetch_add(1);
+      out_.clear();
+      queued_bytes_ = 0;
+      close_sent_ = false;
+      do_close(1013, "write queue full");
+      return;
+    }
+    if (!writing_) do_write();
+  }
+
+  static void append_header(std::string& out, unsigned op, std::size_t n) {
+    out.push_back(static_cast<char>(0x80 | op));
+    if (n < 126) {
+      out.push_back(static_cast<char>(n));
+    } else if (n <= 0xffff) {
+      out.push_back(static_cast<char>(126));
+      out.push_back(static_cast<char>(n >> 8));
+      out.push_back(static_cast<char>(n & 0xff));
+    } else {
+      out.push_back(static_cast<char>(127));
+      for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((std::uint64_t{n} >> (8 * i)) & 0xff));
+    }
   }
 
   void do_write() {
+    if (out_.empty() || closed_) return;
+    wbuf_.clear();
+    bool close = false;
+    for (auto& o : out_) {
+      append_header(wbuf_, o.op, o.payload.size());
+      wbuf_ += o.payload;
+      if (o.op == 0x8) {
+        close = true;  // nothing goes after a close frame
+        break;
+      }
+    }
+    in_flight_bytes_ = 0;
+    for (auto& o : out_) in_flight_bytes_ += o.payload.size();
+    out_.clear();
     writing_ = true;
-    arm_write_timer();
-    ws_.text(true);
-    ws_.async_write(asio::buffer(queue_.front()),
-                    beast::bind_front_handler(&ws_session::on_write, shared_from_this()));
+    write_started_ = std::chrono::steady_clock::now();
+    asio::async_write(socket_, asio::buffer(wbuf_),
+                      [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
+                        self->on_write(ec, close);
+                      });
   }
 
-  void on_write(beast::error_code ec, std::size_t) {
+  void on_write(beast::error_code ec, bool close) {
     writing_ = false;
-    disarm_write_timer();
+    queued_bytes_ -= std::min(queued_bytes_, in_flight_bytes_);
+    if (wbuf_.capacity() > 4096) std::string().swap(wbuf_);
     if (ec) {
       spdlog::debug("ws {}: write failed: {}", peer_, ec.message());
-      queue_.clear();
-      queued_bytes_ = 0;
-      finish();
+      return finish();
+    }
+    if (close) {
+      // Our close is out: no more data from us. A peer that already closed
+      // is done; otherwise its close or EOF (or net.write-timeout) ends it.
+      beast::error_code ignored;
+      socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      if (peer_closed_) return finish();
+      if (!read_in_flight_ && !in_read_) resume_reading();
       return;
     }
-    queued_bytes_ -= queue_.front().size();
-    queue_.pop_front();
-    if (closed_) return;
-    if (!queue_.empty()) {
-      do_write();
-      return;
-    }
-    if (pending_close_) {  // the close goes out after everything queued before it
-      auto reason = *pending_close_;
-      pending_close_.reset();
-      arm_write_timer();
-      ws_.async_close(reason, beast::bind_front_handler(&ws_session::on_close, shared_from_this()));
-    }
-  }
-
-  void on_close(beast::error_code) {
-    disarm_write_timer();
-    finish();
+    if (!out_.empty()) do_write();
   }
 
   void finish() {
     if (closed_) return;
     closed_ = true;
-    ping_timer_.cancel();
-    write_timer_.cancel();
+    timer_.cancel();
     if (handle_) handle_->closed();
     handle_.reset();
     if (counted_) shared_->b.metrics().connections.fetch_sub(1);
     counted_ = false;
     beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored);
+    socket_.close(ignored);
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  struct outgoing {
+    std::uint8_t op;
+    std::string payload;
+  };
+
+  std::unique_ptr<websocket::stream<beast::tcp_stream>> handshake_;  // until accepted
+  tcp::socket socket_;
   std::shared_ptr<shared_state> shared_;
-  asio::steady_timer ping_timer_;
-  asio::steady_timer write_timer_;
-  std::uint64_t write_gen_ = 0;  // which write (or close) the timer is for
-  beast::flat_buffer buffer_;
-  std::deque<std::string> queue_;
-  std::size_t queued_bytes_ = 0;
+  asio::steady_timer timer_;
+  std::unique_ptr<char[]> rbuf_;  // raw bytes read, frames unmasked in place
+  std::size_t rcap_ = 0, rlen_ = 0;
+  std::string msg_;  // a fragmented message being assembled
+  std::vector<outgoing> out_;
+  std::string wbuf_;  // the write in flight
+  std::size_t queued_bytes_ = 0, in_flight_bytes_ = 0;
   std::unique_ptr<bridge::session> handle_;
-  std::optional<websocket::close_reason> pending_close_;
   std::string peer_;
+  std::chrono::steady_clock::time_point last_rx_, last_ping_, write_started_, close_time_;
   bool over_limit_ = false;
   bool open_ = false;
   bool counted_ = false;
   bool reading_ = true;
   bool read_in_flight_ = false;
-  bool in_frame_ = false;  // handle_->frame() is running (reads buffer_)
+  bool in_read_ = false;  // process() is running (the ingest path may call back)
+  bool in_message_ = false;
+  bool binary_ = false;
   bool writing_ = false;
   bool close_sent_ = false;
+  bool peer_closed_ = false;
   bool closed_ = false;
 };
 
-// dispatch: at once when called on the connection's strand (the ingest
-// path), else posted there (the session actor, the shards).
 void ws_sink::send_text(std::string text) {
   if (auto s = session_.lock())
     asio::dispatch(s->executor(), [s, t = std::move(text)]() mutable { s->queue(std::move(t)); });

@@ -4,7 +4,7 @@
 # Fails on the first crash, sanitizer report, leak, timeout or broken
 # invariant, and says how to reproduce it.
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]    (default 60 s; targets: wire_frame wire_body query_api)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]    (default 60 s; targets: wire_frame wire_body query_api ws_frame)
 #
 # Inputs that reach new coverage are kept in build-fuzz/corpus/<target>/ (the
 # committed seeds in fuzz/corpus/ are only read), so repeated runs go deeper.
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(wire_frame wire_body query_api)
+((${#targets[@]})) || targets=(wire_frame wire_body query_api ws_frame)
 
 ./scripts/setup.sh --fuzz --no-build
 build_dir=${PULSE_FUZZ_BUILD_DIR:-build-fuzz}

@@ -172,4 +172,6 @@ void append_json_number(std::string& out, double v) {
 
 void append_json_number(std::string& out, std::uint64_t v) { detail::append_uint(out, v); }
 
+bool valid_utf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s.size()); }
+
 }  // namespace pulse::wire

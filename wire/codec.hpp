@@ -85,6 +85,9 @@ std::string encode_error(const wire_error& e);
 std::string encode_error(error_code code, std::string_view message);
 std::string encode_welcome(std::string_view node, std::string_view device, std::uint64_t last_seq);
 
+// Whether `s` is valid UTF-8 (WebSocket text frames must be; simdjson's check).
+bool valid_utf8(std::string_view s);
+
 // Appends `s` to `out` as a JSON string literal (with quotes and escapes).
 void append_json_string(std::string& out, std::string_view s);
 
