@@ -221,8 +221,13 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
     auto& m = ctx_->metrics;
     m.frames_in.fetch_add(1, std::memory_order_relaxed);
     m.bytes_in.fetch_add(text.size(), std::memory_order_relaxed);
-    parser_.parse(text, now_ms(), frame_);
-    auto& f = frame_;
+    // One parser per I/O thread, not per connection: a parser's reusable
+    // buffers (simdjson's among them) are ~10 KB, and a frame is parsed and
+    // handed on before the next one on this thread.
+    thread_local wire::frame_parser parser;
+    thread_local wire::frame frame;
+    parser.parse(text, now_ms(), frame);
+    auto& f = frame;
     if (!authorize(f)) return;
     if (!f.errors.empty()) {
       std::vector<std::string> out;
@@ -261,8 +266,6 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
   context_ptr ctx_;
   std::shared_ptr<session_sink> sink_;
   caf::actor session_;
-  wire::frame_parser parser_;
-  wire::frame frame_;
   write_window window_;  // the shard table, and what is unacked at each shard
   std::vector<std::string> early_;  // frames that came before the shard table
   bool reading_ = true;

@@ -23,7 +23,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -79,10 +78,36 @@ class write_window {
 
   void push(std::size_t i, const entry& e);
 
+  // A FIFO that allocates nothing until its first entry (std::deque
+  // allocates on construction): an idle connection's window costs a few
+  // words per shard.
+  class fifo {
+   public:
+    bool empty() const { return head_ == items_.size(); }
+    void push_back(entry e) { items_.push_back(std::move(e)); }
+    const entry& front() const { return items_[head_]; }
+    void pop_front() {
+      items_[head_] = entry{};
+      if (++head_ == items_.size()) {
+        items_.clear();
+        head_ = 0;
+      } else if (head_ >= 64 && 2 * head_ >= items_.size()) {
+        items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+        head_ = 0;
+      }
+    }
+    auto begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
+    auto end() const { return items_.end(); }
+
+   private:
+    std::vector<entry> items_;
+    std::size_t head_ = 0;
+  };
+
   std::vector<caf::actor> table_;
   node_context* ctx_ = nullptr;
   writer_ptr writer_;
-  std::vector<std::deque<entry>> pending_;
+  std::vector<fifo> pending_;
   std::uint64_t last_ticket_ = 0;
   std::uint64_t readings_ = 0;
 };
