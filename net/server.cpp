@@ -140,6 +140,8 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     }
     socket_ = beast::get_lowest_layer(*handshake_).release_socket();
     handshake_.reset();
+    beast::error_code nb;
+    socket_.non_blocking(true, nb);  // on_ready reads without blocking
     last_rx_ = std::chrono::steady_clock::now();
     last_ping_ = last_rx_;
     open_ = true;
@@ -210,22 +212,30 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   }
 
   // --- reading ---
+  // Bytes not yet handled (a partial frame, or frames left while reading is
+  // paused) live in rbuf_[0, rlen_). With none, the connection waits for its
+  // socket to be readable and reads into its I/O thread's buffer instead: an
+  // idle connection holds no read buffer, and no read is tried before the
+  // socket has data (Asio's async_read_some first tries one speculatively,
+  // a wasted syscall per frame on a connection that sends one at a time).
   void resume_reading() {
-    // A read in flight owns the buffer; its completion handles what is there.
-    if (closed_ || read_in_flight_) return;
-    in_read_ = true;
-    bool more = process();
-    in_read_ = false;
-    if (closed_) return;
-    if (more && !read_in_flight_) do_read();
+    if (closed_ || read_in_flight_ || in_read_) return;
+    if (rlen_ > 0)
+      consume(rbuf_.get(), rlen_);
+    else
+      do_read();
   }
 
   void do_read() {
-    if (rcap_ - rlen_ < 512) grow(std::max<std::size_t>(rcap_ * 2, 1024));
     read_in_flight_ = true;
-    socket_.async_read_some(
-      asio::buffer(rbuf_.get() + rlen_, rcap_ - rlen_),
-      beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
+    if (rlen_ > 0) {  // the rest of a partial frame goes after it
+      if (rcap_ - rlen_ < 512) grow(std::max<std::size_t>(rcap_ * 2, rlen_ + 1024));
+      socket_.async_read_some(asio::buffer(rbuf_.get() + rlen_, rcap_ - rlen_),
+                              beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
+      return;
+    }
+    socket_.async_wait(tcp::socket::wait_read,
+                       beast::bind_front_handler(&ws_session::on_ready, shared_from_this()));
   }
 
   void grow(std::size_t cap) {
@@ -233,6 +243,22 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     if (rlen_) std::memcpy(n.get(), rbuf_.get(), rlen_);
     rbuf_ = std::move(n);
     rcap_ = cap;
+  }
+
+  void on_ready(beast::error_code ec) {
+    read_in_flight_ = false;
+    if (ec) return finish();
+    constexpr std::size_t thread_buffer_bytes = 64 * 1024;
+    thread_local std::unique_ptr<char[]> tl(new char[thread_buffer_bytes]);
+    auto n = socket_.read_some(asio::buffer(tl.get(), thread_buffer_bytes), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return do_read();
+    if (!ec && n == 0) ec = asio::error::eof;
+    if (ec) {
+      if (ec != asio::error::eof) spdlog::debug("ws {}: read ended: {}", peer_, ec.message());
+      return finish();
+    }
+    last_rx_ = std::chrono::steady_clock::now();
+    consume(tl.get(), n);
   }
 
   void on_read(beast::error_code ec, std::size_t bytes) {
@@ -244,47 +270,74 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     }
     rlen_ += bytes;
     last_rx_ = std::chrono::steady_clock::now();
-    resume_reading();
+    consume(rbuf_.get(), rlen_);
   }
 
-  // Handles every complete frame in the buffer. True: read more (false when
-  // reading is paused or the connection is done with reading).
-  bool process() {
-    if (close_sent_) {  // closing: only the peer's close (or its EOF) matters now
-      rlen_ = 0;
-      return !peer_closed_;
-    }
-    std::size_t pos = 0;
+  // Handles the frames in buf[0, len) (rbuf_ or the thread's buffer), keeps
+  // what is left in rbuf_, and reads on unless paused or closing for good.
+  void consume(char* buf, std::size_t len) {
     bool more = true;
-    while (reading_) {
-      const std::size_t avail = rlen_ - pos;
-      ws_frame_header h;
-      auto r = read_ws_header(reinterpret_cast<const unsigned char*>(rbuf_.get() + pos), avail,
-                              in_message_, msg_.size(), shared_->opts.max_frame_bytes, h);
-      if (r == ws_protocol_error) return fail(1002, "protocol error");
-      if (r == ws_too_big) return fail(1009, "message too big");
-      if (r == ws_incomplete || avail - h.header_bytes < h.len) {
-        // Make room for the whole frame (its length is bounded by then).
-        auto need = r == ws_ok ? h.header_bytes + static_cast<std::size_t>(h.len) : 14;
-        if (need > rcap_ - pos) {
-          compact(pos);
-          pos = 0;
-          if (need > rcap_) grow(need + 512);
+    std::size_t used = len;
+    need_ = 0;
+    if (close_sent_) {
+      more = !peer_closed_;  // closing: only the peer's close (or its EOF) matters now
+    } else {
+      in_read_ = true;
+      used = process(buf, len, more);
+      in_read_ = false;
+    }
+    if (closed_) return;
+    const std::size_t left = len - used;
+    if (left == 0) {
+      rlen_ = 0;
+      rbuf_.reset();  // an idle connection holds no read buffer
+      rcap_ = 0;
+    } else {
+      const std::size_t cap = std::max(left, need_) + 512;
+      if (buf == rbuf_.get()) {
+        std::memmove(rbuf_.get(), buf + used, left);
+        rlen_ = left;
+        if (cap > rcap_) grow(cap);
+      } else {
+        if (cap > rcap_) {
+          rbuf_ = std::make_unique<char[]>(cap);
+          rcap_ = cap;
         }
+        std::memcpy(rbuf_.get(), buf + used, left);
+        rlen_ = left;
+      }
+    }
+    if (msg_.capacity() > 4096 && msg_.empty()) std::string().swap(msg_);
+    if (more && reading_ && !read_in_flight_) do_read();
+  }
+
+  // Handles every complete frame in buf[0, len); returns the bytes used. A
+  // frame not complete yet is left (need_: its whole size). `more` false:
+  // the connection reads no further frames (a close, a protocol error).
+  std::size_t process(char* buf, std::size_t len, bool& more) {
+    std::size_t pos = 0;
+    while (reading_) {
+      const std::size_t avail = len - pos;
+      ws_frame_header h;
+      auto r = read_ws_header(reinterpret_cast<const unsigned char*>(buf + pos), avail,
+                              in_message_, msg_.size(), shared_->opts.max_frame_bytes, h);
+      if (r == ws_protocol_error) return fail(1002, "protocol error", len, more);
+      if (r == ws_too_big) return fail(1009, "message too big", len, more);
+      if (r == ws_incomplete) break;
+      if (avail - h.header_bytes < h.len) {
+        need_ = h.header_bytes + static_cast<std::size_t>(h.len);  // bounded by the checks
         break;
       }
       const unsigned op = h.op;
-      const bool control = h.control(), fin = h.fin;
-      const auto len = static_cast<std::size_t>(h.len);
-      char* payload = rbuf_.get() + pos + h.header_bytes;
-      unmask(payload, len, h.key);
-      pos += h.header_bytes + len;
-      std::string_view data(payload, len);
-      if (control) {
-        if (!on_control(op, data)) {  // a close: nothing after it is read
-          more = !closed_;
-          rlen_ = pos = 0;
-          break;
+      const auto n = static_cast<std::size_t>(h.len);
+      char* payload = buf + pos + h.header_bytes;
+      unmask(payload, n, h.key);
+      pos += h.header_bytes + n;
+      std::string_view data(payload, n);
+      if (h.control()) {
+        if (!on_control(op, data)) {  // a close (ours or the peer's): nothing after it is read
+          more = !closed_ && !close_sent_;
+          return len;
         }
         continue;
       }
@@ -292,55 +345,38 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
         in_message_ = true;
         binary_ = op == 0x2;
       }
-      if (fin && msg_.empty()) {
+      if (h.fin && msg_.empty()) {
         in_message_ = false;
-        if (!on_message(data)) return false;
+        on_message(data);
       } else {
         msg_.append(data);
-        if (fin) {
+        if (h.fin) {
           in_message_ = false;
           std::string m = std::move(msg_);
           msg_.clear();
-          if (!on_message(m)) return false;
+          on_message(m);
         }
       }
       if (closed_ || close_sent_) {
-        more = !closed_;
-        rlen_ = pos = 0;
-        break;
+        more = false;
+        return len;
       }
     }
-    compact(pos);
-    if (msg_.capacity() > 4096 && msg_.empty()) std::string().swap(msg_);
-    // An idle connection gives its large read buffer back.
-    if (rlen_ == 0 && rcap_ > 4096) {
-      rbuf_.reset();
-      rcap_ = 0;
-    }
-    return more && reading_;
+    return pos;
   }
 
-  void compact(std::size_t pos) {
-    if (pos == 0) return;
-    if (pos >= rlen_) {
-      rlen_ = 0;
-      return;
-    }
-    rlen_ -= pos;
-    if (rlen_) std::memmove(rbuf_.get(), rbuf_.get() + pos, rlen_);
-  }
-
-  bool on_message(std::string_view data) {
+  void on_message(std::string_view data) {
     auto& m = shared_->b.metrics();
     if (binary_) {
       m.count_error(wire::error_code::invalid_json);
-      queue(wire::encode_error(wire::error_code::invalid_json,
-                               "binary frames are not accepted; send JSON text frames"));
-      return true;
+      return queue(wire::encode_error(wire::error_code::invalid_json,
+                                      "binary frames are not accepted; send JSON text frames"));
     }
-    if (!wire::valid_utf8(data)) return fail(1007, "invalid UTF-8 in a text message");
+    if (!wire::valid_utf8(data)) {
+      spdlog::debug("ws {}: invalid UTF-8 in a text message, closing with 1007", peer_);
+      return do_close(1007, "invalid UTF-8 in a text message");
+    }
     if (handle_) handle_->frame(data);
-    return true;
   }
 
   // False when the connection stops reading frames (a close).
@@ -350,12 +386,13 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     } else if (op == 0x8) {
       peer_closed_ = true;
       std::uint16_t code = 1000;
-      if (data.size() == 1) return fail(1002, "protocol error");
+      if (data.size() == 1) return do_close(1002, "protocol error"), false;
       if (data.size() >= 2) {
         code = static_cast<std::uint16_t>((static_cast<unsigned char>(data[0]) << 8) |
                                           static_cast<unsigned char>(data[1]));
-        if (!valid_close_code(code)) return fail(1002, "invalid close code");
-        if (!wire::valid_utf8(data.substr(2))) return fail(1007, "invalid UTF-8 in close reason");
+        if (!valid_close_code(code)) return do_close(1002, "invalid close code"), false;
+        if (!wire::valid_utf8(data.substr(2)))
+          return do_close(1007, "invalid UTF-8 in close reason"), false;
       }
       do_close(code, "");
       return false;
@@ -363,14 +400,15 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     return true;  // pong
   }
 
-  bool fail(std::uint16_t code, const char* why) {
+  // Closes with `code`; the rest of the input is dropped (`used` = all of it).
+  std::size_t fail(std::uint16_t code, const char* why, std::size_t all, bool& more) {
     if (code == 1009)
       spdlog::info("ws {}: frame over net.max-frame-bytes, closed with 1009", peer_);
     else
       spdlog::debug("ws {}: {}, closing with {}", peer_, why, code);
-    rlen_ = 0;
     do_close(code, why);
-    return false;
+    more = false;
+    return all;
   }
 
   // --- writing: every queued message in one write ---
@@ -476,6 +514,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   asio::steady_timer timer_;
   std::unique_ptr<char[]> rbuf_;  // raw bytes read, frames unmasked in place
   std::size_t rcap_ = 0, rlen_ = 0;
+  std::size_t need_ = 0;  // size of the incomplete frame at the end of the input
   std::string msg_;  // a fragmented message being assembled
   std::vector<outgoing> out_;
   std::string wbuf_;  // the write in flight
