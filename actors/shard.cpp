@@ -87,7 +87,7 @@ void flush(shard_ptr self, bool checkpoint = false) {
   }
   adapt_delay(st, fs.readings);
   m.readings_stored.fetch_add(fs.readings, std::memory_order_relaxed);
-  m.flush_readings.observe(static_cast<double>(fs.readings));
+  if (fs.readings > 0) m.flush_readings.observe(static_cast<double>(fs.readings));
   if (fs.checkpoint) m.checkpoints.fetch_add(1, std::memory_order_relaxed);
   // Readings wait in the head at most storage.head-max-age.
   if (!st.checkpoint_armed && st.batcher->head_readings() > 0) {
