@@ -2,7 +2,8 @@
 // CPU per reading acked from outside, with as little client CPU as possible.
 //
 //   pulse-loadgen --node=127.0.0.1:8080 --connections=1000 --batch=1 --inflight=4
-//                 --duration=10s --warmup=2s --node-pid=PID [--json]
+//                 --duration=10s --warmup=2s --node-pid=PID [--also-pid=PID ...] [--json]
+//   pulse-loadgen --hold --connections=10000 --duration=5s --node-pid=PID
 //
 // One thread, one epoll set, plain nonblocking sockets. Each connection is one
 // device (`<prefix><i>`); after the HTTP Upgrade it keeps --inflight frames of
@@ -19,10 +20,20 @@
 // exit within ~2 s. Only the measured interval counts: readings acked,
 // frames, ack latency (send of a frame to the ack covering its last seq), the
 // node's CPU (utime+stime from /proc/PID/stat) and this process's CPU
-// (getrusage).
+// (getrusage). --also-pid (repeatable) adds the CPU of other processes (e.g.
+// the database behind a gateway) into a separate figure, over the same interval.
+//
+// --hold: idle connections, for the node's memory per connection. Every
+// connection sends one frame (of --batch readings) once all are up; when all
+// are acked (or after 60 s), --warmup passes and the measured interval is
+// --duration of silence (pings are answered). The node's VmRSS (from
+// /proc/PID/status) is read before the first connect and at the end of the
+// hold, and (end - before) / connections still open is printed.
 //
 // Exit code: 0, or 1 when no connection succeeded, nothing was acked in the
-// measured interval or errors exceed 1% of the frames sent, or 2 on bad options.
+// measured interval (with --hold: not every first frame was acked, or a
+// connection was lost) or errors exceed 1% of the frames sent, or 2 on bad
+// options.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -64,6 +75,8 @@ struct options {
   std::int64_t duration_ns = 10'000'000'000;
   std::int64_t warmup_ns = 2'000'000'000;
   long node_pid = 0;  // 0 = not given
+  std::vector<long> also_pids;
+  bool hold = false;
   double connect_rate = 2000;
   std::uint64_t start_seq = 1;
   std::optional<std::int64_t> ts_start;  // ms; default now - 1 h
@@ -76,7 +89,7 @@ constexpr const char* usage =
     "usage: pulse-loadgen [--node=HOST:PORT] [--connections=N] [--device-prefix=lg-]\n"
     "         [--batch=R] [--inflight=K] [--metrics=M] [--duration=10s] [--warmup=2s]\n"
     "         [--rate=F] [--node-pid=PID] [--connect-rate=2000] [--start-seq=1]\n"
-    "         [--ts-start=MS] [--json] [--quiet]\n";
+    "         [--ts-start=MS] [--also-pid=PID ...] [--hold] [--json] [--quiet]\n";
 
 bool parse_int(std::string_view s, long long lo, long long hi, long long& out) {
   if (s.empty() || s.size() > 19) return false;
@@ -147,9 +160,9 @@ bool parse_options(int argc, char** argv, options& o) {
     bool has_val = eq != std::string::npos;
     long long n = 0;
     bool ok = has_val;
-    if (key == "json" || key == "quiet") {
+    if (key == "json" || key == "quiet" || key == "hold") {
       ok = !has_val || val == "true" || val == "1";
-      (key == "json" ? o.json : o.quiet) = true;
+      (key == "json" ? o.json : key == "quiet" ? o.quiet : o.hold) = true;
     } else if (key == "node") {
       ok = ok && parse_node(val, o);
     } else if (key == "connections") {
@@ -177,6 +190,9 @@ bool parse_options(int argc, char** argv, options& o) {
     } else if (key == "node-pid") {
       ok = ok && parse_int(val, 1, 1LL << 31, n);
       o.node_pid = static_cast<long>(n);
+    } else if (key == "also-pid") {
+      ok = ok && parse_int(val, 1, 1LL << 31, n);
+      o.also_pids.push_back(static_cast<long>(n));
     } else if (key == "connect-rate") {
       ok = ok && parse_double(val, 1, 1e7, o.connect_rate);
     } else if (key == "start-seq") {
@@ -274,6 +290,20 @@ std::optional<std::int64_t> proc_cpu_us(int stat_fd) {
   long hz = sysconf(_SC_CLK_TCK);
   return static_cast<std::int64_t>((utime + stime) * 1'000'000ULL /
                                    static_cast<unsigned long long>(hz));
+}
+
+// VmRSS of a process in KiB, from its /proc/PID/status (kept open).
+std::optional<std::int64_t> proc_rss_kb(int status_fd) {
+  if (status_fd < 0) return std::nullopt;
+  char buf[4096];
+  ssize_t got = pread(status_fd, buf, sizeof(buf) - 1, 0);
+  if (got <= 0) return std::nullopt;
+  buf[got] = '\0';
+  const char* p = std::strstr(buf, "\nVmRSS:");
+  if (!p) return std::nullopt;
+  long long kb = 0;
+  if (std::sscanf(p + 7, " %lld", &kb) != 1) return std::nullopt;
+  return kb;
 }
 
 // Log-linear histogram of microseconds: exact below 128, then 64 sub-buckets
@@ -381,6 +411,8 @@ class loadgen {
   std::vector<connection> conns_;
   int epfd_ = -1;
   int node_stat_fd_ = -1;  // /proc/<node-pid>/stat
+  int node_status_fd_ = -1;  // /proc/<node-pid>/status (VmRSS)
+  std::vector<int> also_stat_fds_;  // /proc/<also-pid>/stat
   addrinfo* addr_ = nullptr;
   std::string handshake_host_;
   std::vector<std::string> values_;  // precomputed "values" objects, picked by seq
@@ -403,10 +435,27 @@ class loadgen {
   std::int64_t m_start_ns_ = 0, m_end_ns_ = 0;
   std::int64_t m_own_cpu0_ = 0, m_own_cpu_ = 0;
   std::optional<std::int64_t> m_node_cpu0_, m_node_cpu_;
+  std::optional<std::int64_t> m_also_cpu0_, m_also_cpu_;
+  std::optional<std::int64_t> rss_before_kb_, rss_end_kb_;
+  // --hold: connections whose first frame is not acked yet; when all were.
+  std::size_t hold_unacked_ = 0, m_live_end_ = 0;
+  std::int64_t hold_acked_ns_ = 0;
+  std::optional<std::int64_t> also_cpu_us() const;
 };
 
 volatile std::sig_atomic_t interrupted = 0;
 void on_signal(int) { interrupted = 1; }
+
+std::optional<std::int64_t> loadgen::also_cpu_us() const {
+  if (also_stat_fds_.empty()) return std::nullopt;
+  std::int64_t sum = 0;
+  for (int fd : also_stat_fds_) {
+    auto v = proc_cpu_us(fd);
+    if (!v) return std::nullopt;
+    sum += *v;
+  }
+  return sum;
+}
 
 void loadgen::start_connection(std::size_t i) {
   connection& c = conns_[i];
@@ -454,6 +503,7 @@ void loadgen::fail(connection& c, const char* why) {
 void loadgen::close_connection(connection& c) {
   if (c.state == conn_state::closed) return;
   if (phase_ != phase::drain) ++lost_;
+  if (opt_.hold && c.count > 0 && hold_unacked_ > 0) --hold_unacked_;
   --live_;
   ::close(c.fd);
   c.fd = -1;
@@ -660,6 +710,7 @@ void loadgen::on_ack(connection& c, std::uint64_t seq) {
   if (seq <= c.acked_seq) return;
   if (measuring()) m_readings_acked_ += seq - c.acked_seq;
   c.acked_seq = seq;
+  bool was_unacked = c.count > 0;
   while (c.count > 0 && c.ring[c.head].last_seq <= seq) {
     if (measuring()) {
       ++m_frames_acked_;
@@ -669,12 +720,20 @@ void loadgen::on_ack(connection& c, std::uint64_t seq) {
     c.head = (c.head + 1) % c.ring.size();
     --c.count;
   }
+  if (opt_.hold && was_unacked && c.count == 0 && hold_unacked_ > 0) --hold_unacked_;
 }
 
 // Sends new frames while the window (and the pacing) allows.
 void loadgen::fill(std::size_t i) {
   connection& c = conns_[i];
   if (c.state != conn_state::open || !sending()) return;
+  if (opt_.hold) {  // one frame per connection, then silence
+    if (c.next_seq == opt_.start_seq) {
+      append_data_frame(c);
+      ++hold_unacked_;
+    }
+    return;
+  }
   auto window = static_cast<std::size_t>(opt_.inflight);
   while (c.count < window) {
     if (opt_.rate > 0) {
@@ -685,9 +744,11 @@ void loadgen::fill(std::size_t i) {
         }
         break;
       }
-      c.next_due_ns += period_ns_;
-      // Behind by more than a period (the window was full): do not burst to catch up.
+      // Behind by more than a period (the window was full, or this loop was
+      // late): send one frame now and pace on from here, with no burst to
+      // catch up on the missed slots.
       if (c.next_due_ns < now_ - period_ns_) c.next_due_ns = now_;
+      c.next_due_ns += period_ns_;
     }
     append_data_frame(c);
   }
@@ -803,6 +864,7 @@ void loadgen::enter_measure() {
   m_start_ns_ = now_ns();
   m_own_cpu0_ = own_cpu_us();
   m_node_cpu0_ = proc_cpu_us(node_stat_fd_);
+  m_also_cpu0_ = also_cpu_us();
 }
 
 void loadgen::leave_measure() {
@@ -811,6 +873,11 @@ void loadgen::leave_measure() {
   if (m_node_cpu0_) {
     if (auto end = proc_cpu_us(node_stat_fd_)) m_node_cpu_ = *end - *m_node_cpu0_;
   }
+  if (m_also_cpu0_) {
+    if (auto end = also_cpu_us()) m_also_cpu_ = *end - *m_also_cpu0_;
+  }
+  rss_end_kb_ = proc_rss_kb(node_status_fd_);
+  m_live_end_ = live_;
   phase_ = phase::drain;
 }
 
@@ -831,6 +898,22 @@ int loadgen::run() {
       std::fprintf(stderr, "pulse-loadgen: cannot read %s\n", path.c_str());
       return 2;
     }
+    path = "/proc/" + std::to_string(opt_.node_pid) + "/status";
+    node_status_fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    rss_before_kb_ = proc_rss_kb(node_status_fd_);
+  }
+  for (long pid : opt_.also_pids) {
+    std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (!proc_cpu_us(fd)) {
+      std::fprintf(stderr, "pulse-loadgen: cannot read %s\n", path.c_str());
+      return 2;
+    }
+    also_stat_fds_.push_back(fd);
+  }
+  if (opt_.hold && !opt_.node_pid) {
+    std::fprintf(stderr, "pulse-loadgen: --hold needs --node-pid (it reads the node's VmRSS)\n");
+    return 2;
   }
 
   rlimit rl{};
@@ -921,7 +1004,8 @@ int loadgen::run() {
                        open_ok_, failed_, static_cast<double>(now_ - t0) / 1e9,
                        static_cast<double>(opt_.warmup_ns) / 1e9);
         phase_ = phase::warmup;
-        warmup_end = now_ + opt_.warmup_ns;
+        // --hold: the warm-up starts once every first frame is acked (below).
+        warmup_end = now_ + (opt_.hold ? 60'000'000'000 : opt_.warmup_ns);
         if (open_ok_ == 0) phase_ = phase::drain;
         for (std::size_t i = 0; i < conns_.size(); ++i) {
           connection& c = conns_[i];
@@ -933,6 +1017,13 @@ int loadgen::run() {
           flush(c);
         }
       }
+    }
+    if (opt_.hold && phase_ == phase::warmup && hold_unacked_ == 0 && hold_acked_ns_ == 0) {
+      hold_acked_ns_ = now_;
+      warmup_end = now_ + opt_.warmup_ns;
+      if (!opt_.quiet)
+        std::fprintf(stderr, "pulse-loadgen: every first frame acked; holding %zu connections\n",
+                     live_);
     }
     if (phase_ == phase::warmup && now_ >= warmup_end) {
       enter_measure();
@@ -983,9 +1074,13 @@ int loadgen::run() {
     if (c.fd >= 0) ::close(c.fd);
   ::close(epfd_);
   if (node_stat_fd_ >= 0) ::close(node_stat_fd_);
+  if (node_status_fd_ >= 0) ::close(node_status_fd_);
+  for (int fd : also_stat_fds_) ::close(fd);
   freeaddrinfo(addr_);
   report();
   bool too_many_errors = errors_ * 100 > frames_sent_;
+  if (opt_.hold)
+    return open_ok_ == 0 || too_many_errors || hold_acked_ns_ == 0 || lost_ > 0 ? 1 : 0;
   return open_ok_ == 0 || too_many_errors || m_readings_acked_ == 0 ? 1 : 0;
 }
 
@@ -999,6 +1094,16 @@ void loadgen::report() {
   std::optional<double> client_us;
   if (m_frames_sent_ > 0)
     client_us = static_cast<double>(m_own_cpu_) / static_cast<double>(m_frames_sent_);
+  std::optional<double> node_cores, also_us, also_cores;
+  if (m_node_cpu_ && secs > 0) node_cores = static_cast<double>(*m_node_cpu_) / 1e6 / secs;
+  if (m_also_cpu_ && m_readings_acked_ > 0)
+    also_us = static_cast<double>(*m_also_cpu_) / static_cast<double>(m_readings_acked_);
+  if (m_also_cpu_ && secs > 0) also_cores = static_cast<double>(*m_also_cpu_) / 1e6 / secs;
+  std::optional<double> rss_before, rss_end, rss_per_conn;
+  if (rss_before_kb_) rss_before = static_cast<double>(*rss_before_kb_);
+  if (rss_end_kb_) rss_end = static_cast<double>(*rss_end_kb_);
+  if (rss_before && rss_end && m_live_end_ > 0)
+    rss_per_conn = (*rss_end - *rss_before) / static_cast<double>(m_live_end_);
   double p50 = latency_.quantile(0.50) / 1000, p99 = latency_.quantile(0.99) / 1000,
          p999 = latency_.quantile(0.999) / 1000, mx = static_cast<double>(latency_.max()) / 1000;
 
@@ -1018,15 +1123,34 @@ void loadgen::report() {
     std::printf(
         "{\"connections\":%zu,\"failed\":%zu,\"lost\":%zu,\"acked\":%llu,\"readings_per_s\":%.1f,"
         "\"frames_per_s\":%.1f,\"node_cpu_us_per_reading\":%s,\"client_cpu_us_per_frame\":%s,"
-        "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%llu}\n",
+        "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%llu,"
+        "\"seconds\":%.3f,\"sent_readings_per_s\":%.1f,\"node_cpu_cores\":%s,\"also_cpu_us_per_reading\":%s,"
+        "\"also_cpu_cores\":%s,\"hold\":%s,\"live_at_end\":%zu,\"node_rss_before_kb\":%s,"
+        "\"node_rss_end_kb\":%s,\"node_rss_kb_per_connection\":%s}\n",
         open_ok_, failed_, lost_, static_cast<unsigned long long>(m_readings_acked_), rps, fps,
         num(node_us, "%.3f").c_str(), num(client_us, "%.3f").c_str(), p50, p99, p999, mx,
-        static_cast<unsigned long long>(errors_));
+        static_cast<unsigned long long>(errors_), secs,
+        secs > 0 ? static_cast<double>(m_frames_sent_) * opt_.batch / secs : 0.0,
+        num(node_cores, "%.3f").c_str(),
+        num(also_us, "%.3f").c_str(), num(also_cores, "%.3f").c_str(),
+        opt_.hold ? "true" : "false", m_live_end_, num(rss_before, "%.0f").c_str(),
+        num(rss_end, "%.0f").c_str(), num(rss_per_conn, "%.2f").c_str());
+  } else if (opt_.hold) {
+    std::printf(
+        "pulse-loadgen --hold: %zu connections ok, %zu failed, %zu lost; %zu held for %.2f s; "
+        "node VmRSS %s KiB before, %s KiB held: %s KiB per connection; node CPU while idle %s "
+        "cores; errors %llu\n",
+        open_ok_, failed_, lost_, m_live_end_, secs, num(rss_before, "%.0f").c_str(),
+        num(rss_end, "%.0f").c_str(), num(rss_per_conn, "%.2f").c_str(),
+        num(node_cores, "%.3f").c_str(), static_cast<unsigned long long>(errors_));
   } else {
     std::string node = node_us ? num(node_us, "%.2f") + " us/reading (" +
                                      num(static_cast<double>(*m_node_cpu_) / 1e6 / secs, "%.2f") +
                                      " cores)"
                                : std::string("n/a");
+    if (also_us)
+      node += "; other processes (--also-pid) " + num(also_us, "%.2f") + " us/reading (" +
+              num(also_cores, "%.2f") + " cores)";
     std::printf(
         "pulse-loadgen: %zu connections ok, %zu failed, %zu lost; %llu readings acked in %.2f s: "
         "%.0f readings/s, %.0f frames/s; node CPU %s; client CPU %s; "

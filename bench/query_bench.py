@@ -3,14 +3,18 @@
 
 Python 3 standard library only.
 
-  load-influx --port P --devices N --seconds S [--start-ms T]
+  load-influx --port P --devices N --seconds S [--start-ms T] [--interval-ms I] [--prefix q-]
       writes N devices x S one-second readings to InfluxDB (database "pulse",
       measurement "readings", tag "device", fields voltage/current/power/seq)
-      in line-protocol batches of 5,000
-  ndjson --devices N --seconds S [--start-ms T]
+      in line-protocol batches of 5,000; devices are PREFIX0..PREFIX(N-1);
+      with --interval-ms the S readings are I ms apart instead of 1 s
+  ndjson --devices N --seconds S [--start-ms T] [--interval-ms I] [--prefix q-]
       prints the same readings as Pulse NDJSON (POST /api/v1/readings)
-  load-pulse --url http://127.0.0.1:PORT --devices N --seconds S [--start-ms T]
+  load-pulse --url http://127.0.0.1:PORT --devices N --seconds S [...] [--body-lines 50000]
       POSTs them to Pulse in NDJSON bodies of 50,000 lines
+  (load-*: --parallel K loads over K connections at once, device d on
+  connection d mod K; --first F starts every device at reading F, seq F+1,
+  to extend an earlier load of F readings per device)
   time --target pulse|influx --port P --query NAME [--n 200] [--clients C]
       checks NAME's answer once (200, not empty; prints the bucket count on
       stderr), then runs it N times over keep-alive connections from C client
@@ -19,13 +23,14 @@ Python 3 standard library only.
       runs each query once on both and checks that they agree: same buckets
       (start times), counts equal, sums and averages within 1e-9 relative
 
-Queries (device q-0; windows start at --start-ms, which must be the same as
+Queries (device q-0, or --device; windows start at --start-ms, which must be the same as
 for the load; the default is 2026-01-01T00:00:00Z, a day boundary):
   device_1h_1m   one device, 1 hour, step 1m, avg
   device_1d_1h   one device, 1 day, step 1h, avg
   device_1d_raw  one device, 1 day, step 1d, count,sum,avg
   device_30d_1h  one device, 30 days, step 1h, avg
   fleet_1h_1m    all devices, 1 hour, step 1m, avg over every reading
+  fleet_1h_1h    all devices, 1 hour, step 1h (one bucket), avg over every reading
 
 InfluxDB queries use fill(none), so that buckets without data are left out
 as Pulse leaves them out; both align buckets to multiples of the step since
@@ -52,48 +57,66 @@ HTTP_TIMEOUT = 120
 
 # --- data -------------------------------------------------------------------
 
-def device_id(d):
-    return f"q-{d}"
+def device_id(d, prefix="q-"):
+    return f"{prefix}{d}"
 
 
 def reading_values(d, i):
-    """Deterministic values of device d at second i."""
+    """Deterministic values of device d at reading i."""
     voltage = 230 + (i % 7) * 0.1 + (d % 5) * 0.01
     current = 5 + (i % 11) * 0.05 + (d % 3) * 0.1
     power = round(voltage * current, 3)
     return voltage, current, power
 
 
-def readings(devices, seconds, start_ms):
-    """(device, seq, ts, voltage, current, power), second by second, so every
-    device's seqs ascend in every body and from one body to the next."""
-    for i in range(seconds):
-        ts = start_ms + i * 1000
-        for d in range(devices):
-            v, c, p = reading_values(d, i)
-            yield device_id(d), i + 1, ts, v, c, p
+# The values depend on i only through i % 77 (i % 7 and i % 11) and on d only
+# through d % 15 (d % 5 and d % 3): the formatted values are computed once per
+# (i % 77, d % 15), so generating a line is a few string concatenations
+# (~10 M lines in seconds rather than a minute). repr() is the shortest text
+# that reads back as the same double, so InfluxDB and Pulse parse exactly the
+# same values.
+def _value_table(fmt):
+    return [[fmt(*reading_values(d, i)) for d in range(15)] for i in range(77)]
 
 
-def line_protocol(r):
-    dev, seq, ts, v, c, p = r
-    # repr() is the shortest text that reads back as the same double, so
-    # InfluxDB and Pulse parse exactly the same values.
-    return f"readings,device={dev} voltage={v!r},current={c!r},power={p!r},seq={seq}i {ts}\n"
+def _ndjson_values(v, c, p):
+    return f'"values":{{"voltage":{v!r},"current":{c!r},"power":{p!r}}}}}\n'
 
 
-def ndjson_line(r):
-    dev, seq, ts, v, c, p = r
-    return (f'{{"device":"{dev}","seq":{seq},"ts":{ts},'
-            f'"values":{{"voltage":{v!r},"current":{c!r},"power":{p!r}}}}}\n')
+def _line_values(v, c, p):
+    return f" voltage={v!r},current={c!r},power={p!r},seq="
 
 
-def chunks(lines, size):
+def line_batches(kind, a, size, devices=None):
+    """Lists of at most `size` lines (NDJSON for Pulse or line protocol for
+    InfluxDB) of a.devices devices (or the device numbers in `devices`) x
+    a.seconds readings, a.interval_ms apart from a.start_ms, reading by
+    reading (every device's i-th reading, then every device's (i+1)-th), so
+    every device's seqs ascend in every body and from one body to the next.
+    Reading i of device d has seq i + 1; i runs from a.first."""
+    ndjson = kind == "ndjson"
+    table = _value_table(_ndjson_values if ndjson else _line_values)
+    if devices is None:
+        devices = range(a.devices)
+    ids = [device_id(d, a.prefix) for d in devices]
+    if ndjson:
+        heads = [f'{{"device":"{dev}","seq":' for dev in ids]
+    else:
+        heads = [f"readings,device={dev}" for dev in ids]
+    mods = [d % 15 for d in devices]
     buf = []
-    for line in lines:
-        buf.append(line)
-        if len(buf) == size:
-            yield buf
-            buf = []
+    for i in range(a.first, a.first + a.seconds):
+        ts = a.start_ms + i * a.interval_ms
+        row = table[i % 77]
+        if ndjson:
+            mid = f'{i + 1},"ts":{ts},'
+            buf.extend([h + mid + row[m] for h, m in zip(heads, mods)])
+        else:
+            tail = f"{i + 1}i {ts}\n"
+            buf.extend([h + row[m] + tail for h, m in zip(heads, mods)])
+        while len(buf) >= size:
+            yield buf[:size]
+            del buf[:size]
     if buf:
         yield buf
 
@@ -113,45 +136,77 @@ def request(conn, method, path, body=None, headers=None):
     return resp.status, resp.read()
 
 
-def cmd_load_influx(a):
-    conn = http.client.HTTPConnection(a.host, a.port, timeout=HTTP_TIMEOUT)
-    path = "/write?" + urllib.parse.urlencode({"db": a.db, "precision": "ms"})
-    total = 0
+def parallel_load(a, target, send):
+    """Runs send(conn, devices) on a.parallel threads, each with its own
+    keep-alive connection and every a.parallel-th device (so each device's
+    readings still go out in seq order on one connection); send returns the
+    readings it loaded or raises. Prints the load rate as one JSON line."""
+    k = max(1, min(a.parallel, a.devices))
+    totals = [0] * k
+    failures = []
+
+    def worker(j):
+        conn = http.client.HTTPConnection(a.host, a.port, timeout=HTTP_TIMEOUT)
+        try:
+            totals[j] = send(conn, range(j, a.devices, k))
+        except Exception as e:  # noqa: BLE001 - reported below, the run fails
+            failures.append(str(e))
+        finally:
+            conn.close()
+
     t0 = time.perf_counter()
-    for batch in chunks(map(line_protocol, readings(a.devices, a.seconds, a.start_ms)), INFLUX_BATCH):
-        status, body = request(conn, "POST", path, "".join(batch).encode(),
-                               {"Content-Type": "text/plain; charset=utf-8"})
-        if status != 204:
-            sys.exit(f"query_bench: InfluxDB write answered {status}: {body[:300]!r}")
-        total += len(batch)
+    threads = [threading.Thread(target=worker, args=(j,), daemon=True) for j in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     dt = time.perf_counter() - t0
-    print(json.dumps({"target": "influx", "loaded": total, "seconds": round(dt, 3),
+    if failures:
+        sys.exit(f"query_bench: {failures[0]}")
+    total = sum(totals)
+    print(json.dumps({"target": target, "loaded": total, "seconds": round(dt, 3),
                       "readings_per_s": round(total / dt)}))
+
+
+def cmd_load_influx(a):
+    path = "/write?" + urllib.parse.urlencode({"db": a.db, "precision": "ms"})
+
+    def send(conn, devices):
+        total = 0
+        for batch in line_batches("line", a, INFLUX_BATCH, devices):
+            status, body = request(conn, "POST", path, "".join(batch).encode(),
+                                   {"Content-Type": "text/plain; charset=utf-8"})
+            if status != 204:
+                raise RuntimeError(f"InfluxDB write answered {status}: {body[:300]!r}")
+            total += len(batch)
+        return total
+
+    parallel_load(a, "influx", send)
 
 
 def cmd_ndjson(a):
     out = sys.stdout
-    for r in readings(a.devices, a.seconds, a.start_ms):
-        out.write(ndjson_line(r))
+    for body in line_batches("ndjson", a, 10_000):
+        out.write("".join(body))
 
 
 def cmd_load_pulse(a):
-    host, port = split_url(a.url)
-    conn = http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
-    total = 0
-    t0 = time.perf_counter()
-    for body in chunks(map(ndjson_line, readings(a.devices, a.seconds, a.start_ms)), a.body_lines):
-        status, answer = request(conn, "POST", "/api/v1/readings", "".join(body).encode(),
-                                 {"Content-Type": "application/x-ndjson"})
-        if status != 200:
-            sys.exit(f"query_bench: Pulse POST /api/v1/readings answered {status}: {answer[:300]!r}")
-        accepted = json.loads(answer).get("accepted")
-        if accepted != len(body):
-            sys.exit(f"query_bench: Pulse accepted {accepted} of {len(body)} readings")
-        total += len(body)
-    dt = time.perf_counter() - t0
-    print(json.dumps({"target": "pulse", "loaded": total, "seconds": round(dt, 3),
-                      "readings_per_s": round(total / dt)}))
+    a.host, a.port = split_url(a.url)
+
+    def send(conn, devices):
+        total = 0
+        for body in line_batches("ndjson", a, a.body_lines, devices):
+            status, answer = request(conn, "POST", "/api/v1/readings", "".join(body).encode(),
+                                     {"Content-Type": "application/x-ndjson"})
+            if status != 200:
+                raise RuntimeError(f"Pulse POST /api/v1/readings answered {status}: {answer[:300]!r}")
+            accepted = json.loads(answer).get("accepted")
+            if accepted != len(body):
+                raise RuntimeError(f"Pulse accepted {accepted} of {len(body)} readings")
+            total += len(body)
+        return total
+
+    parallel_load(a, "pulse", send)
 
 
 # --- queries ----------------------------------------------------------------
@@ -163,6 +218,7 @@ QUERIES = {
     "device_1d_raw": ("q-0", DAY, "1d", "count,sum,avg", "count(voltage),sum(voltage),mean(voltage)"),
     "device_30d_1h": ("q-0", 30 * DAY, "1h", "avg", "mean(voltage)"),
     "fleet_1h_1m": (None, HOUR, "1m", "avg", "mean(voltage)"),
+    "fleet_1h_1h": (None, HOUR, "1h", "avg", "mean(voltage)"),
 }
 # InfluxDB's column names for Pulse's fns
 INFLUX_COLUMN = {"count": "count", "sum": "sum", "avg": "mean"}
@@ -343,11 +399,17 @@ def main():
         p.add_argument("--devices", type=int, required=True)
         p.add_argument("--seconds", type=int, required=True)
         p.add_argument("--start-ms", type=int, default=DEFAULT_START_MS)
+        p.add_argument("--interval-ms", type=int, default=1000,
+                       help="time between a device's readings (default 1000: --seconds is then seconds)")
+        p.add_argument("--prefix", default="q-", help="device ids are PREFIX0, PREFIX1, ... (default q-)")
+        p.add_argument("--first", type=int, default=0,
+                       help="start at reading FIRST of each device (seq FIRST+1), to extend a load")
 
     p = sub.add_parser("load-influx", help="write the readings to InfluxDB")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--db", default="pulse")
+    p.add_argument("--parallel", type=int, default=1, help="connections (device subsets) at once")
     data_args(p)
     p.set_defaults(func=cmd_load_influx)
 
@@ -358,6 +420,7 @@ def main():
     p = sub.add_parser("load-pulse", help="POST the readings to Pulse")
     p.add_argument("--url", required=True)
     p.add_argument("--body-lines", type=int, default=PULSE_BODY_LINES)
+    p.add_argument("--parallel", type=int, default=1, help="connections (device subsets) at once")
     data_args(p)
     p.set_defaults(func=cmd_load_pulse)
 

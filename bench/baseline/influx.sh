@@ -12,11 +12,9 @@
 # INFLUX_COLD (environment): cache-snapshot-write-cold-duration, default 10m0s.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2; }
+source "$(dirname "$0")/../lib.sh"  # free_port
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+usage() { echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2; }
 
 start() {
   local dir=$1 port=$2

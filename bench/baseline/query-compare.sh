@@ -10,37 +10,26 @@
 # $PULSE_BUILD_DIR). Prints one JSON line per query and target.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source bench/lib.sh
 
 devices=${1:-10}
 seconds=${2:-3600}
 n=${3:-200}
 clients=${4:-1}
-node_bin=${PULSE_BUILD_DIR:-build}/node/pulse-node
-[[ -x $node_bin ]] || { echo "query-compare: $node_bin not built" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/pulse-query-compare.XXXXXX)
-node_pid=""
 cleanup() {
-  [[ -n $node_pid ]] && kill -TERM "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true
+  stop_all
   bench/baseline/influx.sh stop "$work/influx" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-influx_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+influx_port=$(free_port)
 bench/baseline/influx.sh start "$work/influx" "$influx_port" >/dev/null
 
-"$node_bin" --config-file=configs/pulse-node.ini --net.port=0 --storage.path="$work/pulse/db" \
-  --log.level=warn >"$work/pulse.out" 2>"$work/pulse.err" &
-node_pid=$!
-pulse_port=""
-for _ in $(seq 1 300); do
-  pulse_port=$(sed -n 's/^pulse-node .* listening on .*:\([0-9]*\)$/\1/p' "$work/pulse.out")
-  [[ -n $pulse_port ]] && break
-  kill -0 "$node_pid" 2>/dev/null || { cat "$work/pulse.err" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n $pulse_port ]] || { echo "query-compare: pulse-node did not start" >&2; exit 1; }
+start_pulse_node "$work/pulse"
+pulse_port=$NODE_PORT
 
 qb=bench/query_bench.py
 python3 $qb load-influx --port "$influx_port" --devices "$devices" --seconds "$seconds"
