@@ -7,10 +7,9 @@ namespace pulse {
 
 using write_atom = caf::atom_constant<caf::atom("write")>;        // readings for a shard
 using ack_atom = caf::atom_constant<caf::atom("ack")>;            // durable: shard -> session
-using reject_atom = caf::atom_constant<caf::atom("reject")>;      // not taken: shard -> session
+using reject_atom = caf::atom_constant<caf::atom("reject")>;      // not taken: shard -> POST (actor writer)
 using flush_atom = caf::atom_constant<caf::atom("pflush")>;       // shard timer
 using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; // shard: write the head out
-using frame_atom = caf::atom_constant<caf::atom("frame")>;        // WebSocket text frame -> session
 using closed_atom = caf::atom_constant<caf::atom("closed")>;      // socket gone -> session
 using last_seq_atom = caf::atom_constant<caf::atom("lastseq")>;   // ask a shard for a device's last_seq
 using shards_atom = caf::atom_constant<caf::atom("shards")>;      // shard table (router)
