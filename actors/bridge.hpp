@@ -76,14 +76,15 @@ struct node_settings {
 
 class bridge {
  public:
-  // Opaque handle of one session actor, owned by the WebSocket session.
+  // Opaque handle of one connection's session (its ingest path and its
+  // actor), owned by the WebSocket session.
   class session {
    public:
     virtual ~session() = default;
     // One text frame received (already within net.max-frame-bytes), called
     // on the connection's strand; `text` is only valid during the call.
     virtual void frame(std::string_view text) = 0;
-    // The socket is gone; the session actor stops once in-flight acks arrive or time out.
+    // The socket is gone: the session actor stops; acks still on their way are dropped.
     virtual void closed() = 0;
   };
 
@@ -93,7 +94,7 @@ class bridge {
                                        std::string& error);
   virtual ~bridge() = default;
 
-  // Spawns a session actor for a new WebSocket connection.
+  // Opens the session (ingest path + actor) of a new WebSocket connection.
   virtual std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
                                                 std::string peer) = 0;
 

@@ -146,6 +146,9 @@ on_signal() {  # pass it on to the running scenario, which stops what it started
   trap '' INT TERM
   if [[ -n $scenario_pid ]]; then
     kill -TERM "$scenario_pid" 2>/dev/null || true
+    # Its children too (pulse-loadgen, pulse-sim, query_bench.py, nodes): the
+    # subshell acts on the signal only once its current command has ended.
+    pkill -TERM -P "$scenario_pid" 2>/dev/null || true
     wait "$scenario_pid" 2>/dev/null || true
   fi
   exit 130
