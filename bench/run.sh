@@ -223,6 +223,9 @@ wait_quiet() {  # PID MIN_S MAX_S: at least MIN_S, then until PID uses < 3% of a
   done
 }
 dir_bytes() { du -sb "$@" 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+# Bytes in RocksDB's write-ahead log files (NNNNNN.log) under DIR: readings not
+# yet flushed into SST files are there, and the files go once they are.
+wal_bytes() { find "$1" -name '[0-9]*.log' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 metric() {  # ADDR NAME: a counter from /metrics
   curl -s --max-time 10 "http://$1/metrics" | awk -v n="$2" '$1 == n {print $2; exit}'
 }
@@ -413,6 +416,19 @@ def sum_key(r):
 for r in R:
     r["cpu_total"] = sum_key(r) if "node_cpu_us_per_reading" in r else None
 
+
+def pulse_disk(d):
+    """du of storage.path per reading, and how much of it is RocksDB's WAL."""
+    n = d["readings"]
+    s = (f"{d['pulse_bytes'] / n:.1f} bytes/reading ({d['pulse_bytes'] / 2**20:,.0f} MiB, du of storage.path, "
+         f"of which {d.get('pulse_wal_bytes', 0) / 2**20:,.0f} MiB are RocksDB WAL files, kept until its "
+         f"memtables are flushed to SST files; the other files: {(d['pulse_bytes'] - d.get('pulse_wal_bytes', 0)) / n:.1f} "
+         f"bytes/reading)")
+    if d.get("pulse_bytes_stopped"):
+        s += (f", {d['pulse_bytes_stopped'] / n:.1f} after SIGTERM "
+              f"({d.get('pulse_wal_bytes_stopped', 0) / 2**20:,.0f} MiB of WAL files)")
+    return s
+
 title = {
     1: "1. Node CPU per reading acked, external client (pulse-loadgen)",
     2: "2. pulse-sim on the same box",
@@ -558,9 +574,8 @@ elif scen == 5:
     if disk:
         d = disk[0]
         w(f"On disk after loading {d['readings']:,} readings ({env['Q_DEVICES']} x {env['Q_SECONDS']:,} and long-0), settled: "
-          f"Pulse {d['pulse_bytes'] / d['readings']:.1f} bytes/reading ({d['pulse_bytes'] / 2**20:,.0f} MiB, "
-          f"du of storage.path)" + (f", {d['pulse_bytes_stopped'] / d['readings']:.1f} after SIGTERM" if d.get('pulse_bytes_stopped') else "")
-          + f"; InfluxDB {d['influx_bytes'] / d['readings']:.1f} bytes/reading ({d['influx_bytes'] / 2**20:,.0f} MiB, data + wal).\n")
+          f"Pulse {pulse_disk(d)}; InfluxDB {d['influx_bytes'] / d['readings']:.1f} bytes/reading "
+          f"({d['influx_bytes'] / 2**20:,.0f} MiB, data + wal, its cache written out to TSM files).\n")
     w("| query | Pulse p50 ms | Pulse p99 ms | InfluxDB p50 ms | InfluxDB p99 ms | Pulse / InfluxDB (p50) | buckets |")
     w("|---|---|---|---|---|---|---|")
     labels = [("device_1d_raw", "device, 1 day, count/sum/avg (raw)"),
@@ -602,9 +617,9 @@ elif scen == 6:
     disk = [r for r in recs if r.get("s") == 5 and r.get("kind") == "disk"] + [r for r in R if r.get("kind") == "disk"]
     if disk:
         d = disk[0]
-        w(f"On-disk bytes per reading of the query dataset ({d['readings']:,} readings, du of storage.path once settled): "
-          f"Pulse {d['pulse_bytes'] / d['readings']:.1f}"
-          + (f" (InfluxDB {d['influx_bytes'] / d['readings']:.1f})" if d.get("influx_bytes") else "") + ".\n")
+        w(f"On-disk bytes per reading of the query dataset ({d['readings']:,} readings, once settled): "
+          f"Pulse {pulse_disk(d)}"
+          + (f"; InfluxDB {d['influx_bytes'] / d['readings']:.1f}" if d.get("influx_bytes") else "") + ".\n")
     if not env["BIG"]:
         w("Growth not run: it needs `--big` (off by default; BIG_N readings, default 100,000,000; BIG_N=... sets N).\n")
     else:
@@ -630,7 +645,8 @@ elif scen == 6:
         dk = [x for x in R if x.get("kind") == "bigdisk"]
         if dk:
             d = dk[0]
-            w(f"| on disk, bytes/reading | | {d['bytes'] / d['readings']:.1f} ({d['readings']:,} readings stored, {d['bytes'] / 2**30:.2f} GiB) | |")
+            w(f"| on disk, bytes/reading | | {d['bytes'] / d['readings']:.1f} ({d['readings']:,} readings stored, {d['bytes'] / 2**30:.2f} GiB; "
+              f"{d.get('wal_bytes', 0) / 2**20:,.0f} MiB of it RocksDB WAL files) | |")
     w("")
 
 elif scen == 7:
@@ -881,8 +897,9 @@ scenario_5() {
   [[ -n $res ]] && record '{"s":5,"kind":"compare"}' "$(jq -c '.query = "device_30d_1h (long-0)"' <<<"$res")"
   say "  answers compared: $(jq -s -r 'map(select(.s == 5 and .kind == "compare")) | "\(map(select(.ok)) | length) of \(length) agree"' "$raw")"
 
-  local pulse_bytes influx_bytes
+  local pulse_bytes pulse_wal influx_bytes
   pulse_bytes=$(dir_bytes "$d/pulse/db")
+  pulse_wal=$(wal_bytes "$d/pulse/db")
   influx_bytes=$(dir_bytes "$d/influx/data" "$d/influx/wal")
 
   for RUN in $(seq "$runs"); do
@@ -900,7 +917,7 @@ scenario_5() {
   done
   NODE_PID=$pulse_pid
   node_stop 5 "query node" "$d/pulse"
-  record '{"s":5,"kind":"disk"}' "{\"readings\":$readings,\"pulse_bytes\":$pulse_bytes,\"influx_bytes\":$influx_bytes,\"pulse_bytes_stopped\":$(dir_bytes "$d/pulse/db")}"
+  record '{"s":5,"kind":"disk"}' "{\"readings\":$readings,\"pulse_bytes\":$pulse_bytes,\"pulse_wal_bytes\":$pulse_wal,\"influx_bytes\":$influx_bytes,\"pulse_bytes_stopped\":$(dir_bytes "$d/pulse/db"),\"pulse_wal_bytes_stopped\":$(wal_bytes "$d/pulse/db")}"
   bench/baseline/influx.sh stop "$d/influx" >/dev/null 2>&1 || true
   rm -rf "$d"
 
@@ -943,10 +960,11 @@ scenario_6() {
     qload 6 '{"s":6,"kind":"load","label":"of the query dataset (for its size)"}' load-pulse --url "http://$NODE_ADDR" \
       --devices "$Q_DEVICES" --seconds "$Q_SECONDS" --parallel 2 || return 1
     wait_quiet "$NODE_PID" 3 60
-    local bytes
+    local bytes wal
     bytes=$(dir_bytes "$d/q/db")
+    wal=$(wal_bytes "$d/q/db")
     node_stop 6 "size" "$d/q"
-    record '{"s":6,"kind":"disk"}' "{\"readings\":$((Q_DEVICES * Q_SECONDS)),\"pulse_bytes\":$bytes,\"pulse_bytes_stopped\":$(dir_bytes "$d/q/db")}"
+    record '{"s":6,"kind":"disk"}' "{\"readings\":$((Q_DEVICES * Q_SECONDS)),\"pulse_bytes\":$bytes,\"pulse_wal_bytes\":$wal,\"pulse_bytes_stopped\":$(dir_bytes "$d/q/db"),\"pulse_wal_bytes_stopped\":$(wal_bytes "$d/q/db")}"
     rm -rf "$d/q"
   fi
   ((big)) || { say "  growth skipped: it needs --big"; return 0; }
@@ -975,7 +993,7 @@ scenario_6() {
   qload 6 "{\"s\":6,\"kind\":\"load\",\"label\":\"up to N\"}" load-pulse --url "http://$NODE_ADDR" \
     --devices 100 --first "$first" --seconds $((per_dev - first)) --parallel 2 || return 1
   wait_quiet "$NODE_PID" 5 300
-  record '{"s":6,"kind":"bigdisk"}' "{\"readings\":$(metric "$NODE_ADDR" pulse_readings_stored_total),\"bytes\":$(dir_bytes "$d/big/db")}"
+  record '{"s":6,"kind":"bigdisk"}' "{\"readings\":$(metric "$NODE_ADDR" pulse_readings_stored_total),\"bytes\":$(dir_bytes "$d/big/db"),\"wal_bytes\":$(wal_bytes "$d/big/db")}"
   for RUN in $(seq "$runs"); do
     for q in device_1h_1m device_1d_raw fleet_1h_1m; do
       qtime 6 "{\"s\":6,\"label\":\"$q\",\"at\":\"N\",\"run\":$RUN}" pulse "$NODE_PORT" "$q" --n "$Q_N"
