@@ -6,8 +6,10 @@
 #include <map>
 
 #include "storage/chunk.hpp"
+#include "storage/codec.hpp"
 #include "storage/head_log.hpp"
 #include "storage/keys.hpp"
+#include "storage/snapshot.hpp"
 #include "storage/meta.hpp"
 #include "storage/rollup.hpp"
 
@@ -39,19 +41,14 @@ std::int64_t bucket_end(std::int64_t start, std::int64_t step) {
 // rollups agree with raw data even while a shard writes.
 class snapshot_reader {
  public:
-  explicit snapshot_reader(const store& db) : db_(db), snap_(db.db()->GetSnapshot()) {
-    ro_.snapshot = snap_;
-  }
-  ~snapshot_reader() { db_.db()->ReleaseSnapshot(snap_); }
-  snapshot_reader(const snapshot_reader&) = delete;
-  snapshot_reader& operator=(const snapshot_reader&) = delete;
+  explicit snapshot_reader(const store& db) : db_(db), snap_(db) {}
 
-  const rocksdb::ReadOptions& options() const { return ro_; }
+  const rocksdb::ReadOptions& options() const { return snap_.options(); }
 
   // Appends every chunk of `device` in hour bucket `hour` to `out` (unsorted
   // across chunks: chunks of one hour may overlap in ts).
   status read_hour(std::uint32_t hour, std::string_view device, decoded_chunk& out) {
-    if (!it_) it_.reset(db_.db()->NewIterator(ro_, db_.readings_cf()));
+    if (!it_) it_.reset(db_.db()->NewIterator(options(), db_.readings_cf()));
     prefix_.clear();
     append_readings_prefix(prefix_, hour, device);
     for (it_->Seek(prefix_); it_->Valid(); it_->Next()) {
@@ -69,25 +66,11 @@ class snapshot_reader {
     return status::success();
   }
 
-  // Reads the rollup row at `key`; `found` false if there is none.
-  status read_rollup(const std::string& key, rollup_row& row, bool& found) {
-    found = false;
-    rocksdb::PinnableSlice v;
-    auto s = db_.db()->Get(ro_, db_.rollups_cf(), key, &v);
-    if (s.IsNotFound()) return status::success();
-    if (!s.ok()) return status::error("rollup read failed: " + s.ToString());
-    if (!decode_rollup_row(std::string_view(v.data(), v.size()), row))
-      return status::error("corrupt rollup row");
-    found = true;
-    return status::success();
-  }
-
   const store& db() const { return db_; }
 
  private:
   const store& db_;
-  const rocksdb::Snapshot* snap_;
-  rocksdb::ReadOptions ro_;
+  snapshot snap_;
   std::unique_ptr<rocksdb::Iterator> it_;
   std::string prefix_;
 };
@@ -194,7 +177,6 @@ status aggregate_stored(snapshot_reader& reader, std::string_view device, std::u
   status st;
   rollup_row hour_row, minute_row;
   decoded_chunk chunk;
-  std::string key;
   std::vector<std::string> minute_keys(minutes_per_hour);
   std::vector<rocksdb::Slice> slices;
   std::vector<rocksdb::PinnableSlice> values(minutes_per_hour);
@@ -299,22 +281,6 @@ status aggregate_stored(snapshot_reader& reader, std::string_view device, std::u
 
 }  // namespace
 
-std::vector<bucket> aggregate_device(const store& db, std::string_view device,
-                                     std::string_view metric, std::int64_t from, std::int64_t to,
-                                     std::int64_t step_ms, status& st) {
-  snapshot_reader reader(db);
-  meta_record rec;
-  std::uint32_t id = 0;
-  std::int64_t lo = 0, hi = 0;
-  decoded_chunk head;
-  if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, head, lo, hi, st))
-    return {};
-  // Readings still in the head log are in no chunk or rollup row yet.
-  std::map<std::int64_t, aggregate> out;
-  add_raw(head, id, from, to, step_ms, out);
-  if (st = aggregate_stored(reader, device, id, from, to, step_ms, lo, hi, out); !st) return {};
-  return to_buckets(out);
-}
 
 status aggregate_fleet(const store& db, std::string_view prefix, std::string_view metric,
                        std::int64_t from, std::int64_t to, std::int64_t step_ms, bool group,
@@ -381,14 +347,13 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
   if (by_hour || by_minute) {
     const auto res = by_hour ? resolution::hour : resolution::minute;
     const auto unit = by_hour ? ms_per_hour : ms_per_minute;
-    std::string lower, upper;
-    lower.push_back(static_cast<char>(res));
-    upper.push_back(static_cast<char>(res));
-    for (auto [out, v] : {std::pair<std::string*, std::int64_t>{&lower, from / unit},
-                          std::pair<std::string*, std::int64_t>{&upper, to / unit}}) {
-      auto b = static_cast<std::uint32_t>(std::min<std::int64_t>(v, UINT32_MAX));
-      for (int sh = 24; sh >= 0; sh -= 8) out->push_back(static_cast<char>((b >> sh) & 0xff));
-    }
+    // `res | bucket`: the prefix of every device's row of that bucket.
+    auto bound = [&](std::int64_t t) {
+      std::string k(1, static_cast<char>(res));
+      codec::put_u32_be(k, static_cast<std::uint32_t>(std::min<std::int64_t>(t / unit, UINT32_MAX)));
+      return k;
+    };
+    const std::string lower = bound(from), upper = bound(to);
     auto ro = reader.options();
     rocksdb::Slice upper_slice(upper);
     ro.iterate_upper_bound = &upper_slice;
@@ -422,9 +387,13 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
   return status::success();
 }
 
-std::vector<bucket> aggregate_device_raw(const store& db, std::string_view device,
-                                         std::string_view metric, std::int64_t from,
-                                         std::int64_t to, std::int64_t step_ms, status& st) {
+namespace {
+
+// One device's aggregate from one snapshot: the head log's readings raw, then
+// the stored part from rollups and chunks, or (`raw_only`) chunks alone.
+std::vector<bucket> aggregate_one(const store& db, std::string_view device,
+                                  std::string_view metric, std::int64_t from, std::int64_t to,
+                                  std::int64_t step_ms, bool raw_only, status& st) {
   snapshot_reader reader(db);
   meta_record rec;
   std::uint32_t id = 0;
@@ -432,8 +401,13 @@ std::vector<bucket> aggregate_device_raw(const store& db, std::string_view devic
   decoded_chunk head;
   if (!narrow_window(reader, device, metric, from, to, step_ms, rec, id, head, lo, hi, st))
     return {};
+  // Readings still in the head log are in no chunk or rollup row yet.
   std::map<std::int64_t, aggregate> out;
   add_raw(head, id, from, to, step_ms, out);
+  if (!raw_only) {
+    if (st = aggregate_stored(reader, device, id, from, to, step_ms, lo, hi, out); !st) return {};
+    return to_buckets(out);
+  }
   decoded_chunk chunk;
   for (auto hour = hour_bucket(lo), last = hour_bucket(hi - 1); hour <= last; ++hour) {
     chunk.clear();
@@ -441,6 +415,20 @@ std::vector<bucket> aggregate_device_raw(const store& db, std::string_view devic
     add_raw(chunk, id, from, to, step_ms, out);
   }
   return to_buckets(out);
+}
+
+}  // namespace
+
+std::vector<bucket> aggregate_device(const store& db, std::string_view device,
+                                     std::string_view metric, std::int64_t from, std::int64_t to,
+                                     std::int64_t step_ms, status& st) {
+  return aggregate_one(db, device, metric, from, to, step_ms, false, st);
+}
+
+std::vector<bucket> aggregate_device_raw(const store& db, std::string_view device,
+                                         std::string_view metric, std::int64_t from,
+                                         std::int64_t to, std::int64_t step_ms, status& st) {
+  return aggregate_one(db, device, metric, from, to, step_ms, true, st);
 }
 
 std::vector<stored_reading> read_readings(const store& db, std::string_view device,

@@ -14,6 +14,7 @@
 
 #include "storage/head_log.hpp"
 #include "storage/keys.hpp"
+#include "storage/snapshot.hpp"
 #include "storage/meta.hpp"
 
 namespace pulse::storage {
@@ -119,31 +120,11 @@ status store::write(rocksdb::WriteBatch& batch) {
   return status::success();
 }
 
-namespace {
-
-// A snapshot for the life of one read, so meta and the head log agree.
-class snapshot_guard {
- public:
-  explicit snapshot_guard(rocksdb::DB* db) : db_(db), snap_(db->GetSnapshot()) {
-    ro.snapshot = snap_;
-  }
-  ~snapshot_guard() { db_->ReleaseSnapshot(snap_); }
-  snapshot_guard(const snapshot_guard&) = delete;
-  snapshot_guard& operator=(const snapshot_guard&) = delete;
-  rocksdb::ReadOptions ro;
-
- private:
-  rocksdb::DB* db_;
-  const rocksdb::Snapshot* snap_;
-};
-
-}  // namespace
-
 std::optional<device_record> store::load_device(std::string_view device, status& st) const {
   meta_record rec;
   bool found = false;
-  snapshot_guard snap(db_);
-  st = read_device(*this, snap.ro, device, rec, found, nullptr);
+  snapshot snap(*this);  // meta and the head log agree
+  st = read_device(*this, snap.options(), device, rec, found, nullptr);
   if (!st || !found) return std::nullopt;
   return to_device_record(device, rec);
 }
@@ -157,8 +138,8 @@ std::vector<device_record> store::list_devices(std::string_view prefix, std::str
   append_meta_key(lower, prefix);
   // Every meta key starting with 'd' + prefix sorts below this bound.
   std::string upper = prefix_successor(lower);
-  snapshot_guard snap(db_);
-  auto& ro = snap.ro;
+  snapshot snap(*this);
+  auto ro = snap.options();
   // Devices the head log knows: newer records, and devices not checkpointed yet.
   std::map<std::string, meta_record, std::less<>> head;
   st = read_head_records(*this, ro, prefix, head);
