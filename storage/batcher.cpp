@@ -122,8 +122,11 @@ struct batcher::impl {
   rollup_row minute_partial_;
   rollup_row hour_partial_;
 
-  // Finds or loads the state of `device`; nullptr with `st` set on a read error.
-  device_state* touch(const std::string& device, std::uint32_t& slot, status& st);
+  // Finds or loads the state of `device`; nullptr with `st` set on a read
+  // error. `load` false: a new state is not read from `meta` (log replay
+  // installs a newer record over it anyway).
+  device_state* touch(const std::string& device, std::uint32_t& slot, status& st,
+                      bool load = true);
   std::uint32_t metric_id(device_state& d, const std::string& name);
   status add_rollup(resolution res, std::uint32_t bucket, const device_state& d,
                     const rollup_row& partial);
@@ -133,12 +136,14 @@ struct batcher::impl {
   status log_flush(flush_stats& stats, bool& wrote);
   status checkpoint(flush_stats& stats);
   status recover(std::size_t& replayed);
+  // Replays the log first when a failed write left the in-memory state unknown.
+  status ensure_recovered();
   void reset();
   void sweep();
 };
 
 batcher::impl::device_state* batcher::impl::touch(const std::string& device, std::uint32_t& slot,
-                                                  status& st) {
+                                                  status& st, bool load) {
   st = status::success();
   auto i = index_.find(device);
   if (i != index_.end()) {
@@ -149,7 +154,7 @@ batcher::impl::device_state* batcher::impl::touch(const std::string& device, std
   }
   auto d = std::make_unique<device_state>();
   bool found = false;
-  st = read_meta(db_, rocksdb::ReadOptions(), device, d->rec, found);
+  if (load) st = read_meta(db_, rocksdb::ReadOptions(), device, d->rec, found);
   if (!st) return nullptr;
   d->id = device;
   d->touched = generation_;
@@ -391,6 +396,12 @@ status batcher::impl::recover(std::size_t& replayed) {
   reset();
   needs_recovery_ = false;
   replayed = 0;
+  // Whatever fails leaves nothing half-replayed, and the next call tries again.
+  auto fail = [&](status why) {
+    reset();
+    needs_recovery_ = true;
+    return why;
+  };
   rocksdb::ReadOptions ro;
   rocksdb::Slice upper(log_hi_);
   ro.iterate_upper_bound = &upper;
@@ -405,7 +416,7 @@ status batcher::impl::recover(std::size_t& replayed) {
     std::uint16_t shard = 0;
     std::uint64_t record = 0;
     if (!decode_log_key(std::string_view(k.data(), k.size()), shard, record))
-      return status::error("malformed log key");
+      return fail(status::error("malformed log key"));
     if (shard == shard_) next_record_ = std::max(next_record_, record + 1);
     log_nonempty_ = true;
     bool ok = for_each_log_section(std::string_view(v.data(), v.size()), [&](const log_section& s) {
@@ -413,7 +424,7 @@ status batcher::impl::recover(std::size_t& replayed) {
       if (!decode_log_section(s, rec, rows) || !valid_device_id(s.device.data(), s.device.size()))
         return good = false;
       std::uint32_t slot = 0;
-      auto* d = touch(std::string(s.device), slot, st);
+      auto* d = touch(std::string(s.device), slot, st, false);
       if (!d) return good = false;
       d->rec = rec;
       d->ids.clear();
@@ -433,29 +444,25 @@ status batcher::impl::recover(std::size_t& replayed) {
       }
       return true;
     });
-    if (!ok || !good) {
-      reset();
-      needs_recovery_ = true;
-      return !st ? st : status::error("corrupt log record " + std::to_string(record));
-    }
+    if (!ok || !good)
+      return fail(!st ? st : status::error("corrupt log record " + std::to_string(record)));
   }
-  if (auto s = it->status(); !s.ok()) {
-    reset();
-    needs_recovery_ = true;
-    return status::error("reading the log failed: " + s.ToString());
-  }
+  if (auto s = it->status(); !s.ok())
+    return fail(status::error("reading the log failed: " + s.ToString()));
   replayed = rows_.size();
   logged_ = rows_.size();
   if (!log_nonempty_) return status::success();
   ++generation_;
   flush_stats fs;
-  if (st = checkpoint(fs); !st) {
-    reset();
-    needs_recovery_ = true;
-    return st;
-  }
+  if (st = checkpoint(fs); !st) return fail(st);
   sweep();
   return status::success();
+}
+
+status batcher::impl::ensure_recovered() {
+  if (!needs_recovery_) return status::success();
+  std::size_t replayed = 0;
+  return recover(replayed);
 }
 
 void batcher::impl::reset() {
@@ -513,12 +520,9 @@ batcher::~batcher() = default;
 add_result batcher::add(std::uint64_t owner, const reading_batch& b, std::int64_t now_ms) {
   auto& m = *impl_;
   add_result res;
-  if (m.needs_recovery_) {
-    std::size_t replayed = 0;
-    if (!m.recover(replayed)) {
-      res.rejected = b.rows.size();
-      return res;
-    }
+  if (!m.ensure_recovered()) {
+    res.rejected = b.rows.size();
+    return res;
   }
   if (!valid_device_id(b.device)) {
     res.rejected = b.rows.size();
@@ -624,10 +628,7 @@ status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats, bool che
   auto& m = *impl_;
   acks.clear();
   stats = flush_stats{};
-  if (m.needs_recovery_) {
-    std::size_t replayed = 0;
-    if (auto st = m.recover(replayed); !st) return st;
-  }
+  if (auto st = m.ensure_recovered(); !st) return st;
   bool want_checkpoint = checkpoint && !m.head_.empty();
   if (m.dirty_.empty() && !want_checkpoint) {
     // Nothing buffered, but adds whose readings were all rejected may still
@@ -667,10 +668,7 @@ status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats, bool che
 
 std::uint64_t batcher::last_seq(const std::string& device) {
   if (!valid_device_id(device)) return 0;
-  if (impl_->needs_recovery_) {
-    std::size_t replayed = 0;
-    if (!impl_->recover(replayed)) return 0;
-  }
+  if (!impl_->ensure_recovered()) return 0;
   if (auto i = impl_->index_.find(device); i != impl_->index_.end())
     return impl_->slots_[i->second]->highest_seq;
   // Not cached on purpose: hellos of devices that never send would fill the
