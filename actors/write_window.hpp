@@ -47,7 +47,6 @@ class write_window {
   bool started() const { return ctx_ != nullptr; }
 
   std::size_t shards() const { return table_.size(); }
-  const caf::actor& shard(std::size_t i) const { return table_[i]; }
   // Readings any writer has sent shard i and not yet seen acked.
   std::uint64_t load(std::size_t i) const {
     return ctx_->shard_load[i].load(std::memory_order_relaxed);
