@@ -260,24 +260,39 @@ std::int64_t storage_step(const agg_request& r) {
   return span;
 }
 
-// Buckets of one device as the answer shows them: empty ones dropped, and
-// merged into one bucket at `from` when no step was asked for.
-failure device_buckets(const storage::store& db, std::string_view device, const agg_request& r,
-                       std::vector<storage::bucket>& out) {
-  storage::status st;
-  auto raw = storage::aggregate_device(db, device, r.metric, r.from, r.to, storage_step(r), st);
-  if (!st) return internal_error("aggregating " + std::string(device) + ": " + st.message);
-  out.clear();
+// Buckets as the answer shows them: empty ones dropped, and merged into one
+// bucket at `from` when no step was asked for.
+std::vector<storage::bucket> answer_buckets(const agg_request& r,
+                                            std::vector<storage::bucket> raw) {
+  std::vector<storage::bucket> out;
   if (r.step_ms == 0) {
     storage::bucket one;
     one.t = r.from;
     for (auto& b : raw)
       if (b.agg.count > 0) one.agg.merge(b.agg);
     if (one.agg.count > 0) out.push_back(one);
-    return std::nullopt;
+    return out;
   }
   for (auto& b : raw)
     if (b.agg.count > 0) out.push_back(std::move(b));
+  return out;
+}
+
+std::vector<storage::bucket> answer_buckets(const agg_request& r,
+                                            const std::map<std::int64_t, storage::aggregate>& m) {
+  std::vector<storage::bucket> raw;
+  raw.reserve(m.size());
+  for (auto& [t, agg] : m) raw.push_back({t, agg});
+  return answer_buckets(r, std::move(raw));
+}
+
+// One device's buckets as the answer shows them.
+failure device_buckets(const storage::store& db, std::string_view device, const agg_request& r,
+                       std::vector<storage::bucket>& out) {
+  storage::status st;
+  auto raw = storage::aggregate_device(db, device, r.metric, r.from, r.to, storage_step(r), st);
+  if (!st) return internal_error("aggregating " + std::string(device) + ": " + st.message);
+  out = answer_buckets(r, std::move(raw));
   return std::nullopt;
 }
 
@@ -457,25 +472,10 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p) {
   auto st = storage::aggregate_fleet(*ctx.db, prefix, r.metric, r.from, r.to, storage_step(r),
                                      group, merged, by_device);
   if (!st) return internal_error("aggregating the fleet: " + st.message);
-  // The answer's buckets: empty ones dropped, one bucket at `from` without a step.
-  auto shape = [&](const std::map<std::int64_t, storage::aggregate>& m) {
-    std::vector<storage::bucket> out;
-    storage::bucket one;
-    one.t = r.from;
-    for (auto& [t, agg] : m) {
-      if (agg.count == 0) continue;
-      if (r.step_ms == 0)
-        one.agg.merge(agg);
-      else
-        out.push_back({t, agg});
-    }
-    if (r.step_ms == 0 && one.agg.count > 0) out.push_back(one);
-    return out;
-  };
   auto groups = json::array();
   std::int64_t group_buckets = 0;
   for (auto& [device, m] : by_device) {
-    auto buckets = shape(m);
+    auto buckets = answer_buckets(r, m);
     if (buckets.empty()) continue;
     group_buckets += static_cast<std::int64_t>(buckets.size());
     if (group_buckets > max_group_buckets)
@@ -490,7 +490,7 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p) {
   if (group) {
     j["groups"] = std::move(groups);
   } else {
-    j["buckets"] = buckets_json(shape(merged), r.fns);
+    j["buckets"] = buckets_json(answer_buckets(r, merged), r.fns);
   }
   j["partial"] = false;
   return ok_answer(j);
