@@ -35,6 +35,13 @@ namespace pulse {
 
 namespace {
 
+// Counts the error and sends it as an `error` frame (the connection stays open).
+void send_error(node_context& ctx, session_sink& sink, wire::error_code code, std::string message,
+                std::optional<std::uint64_t> seq = std::nullopt) {
+  ctx.metrics.count_error(code);
+  sink.send_text(wire::encode_error(wire::wire_error{code, std::move(message), seq}));
+}
+
 // Lifecycle: created with the connection, owned by its bridge handle and by
 // the session actor. Concurrency: every member function runs on the
 // connection's strand (frame() is called there by net/; the others are
@@ -123,8 +130,7 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
 
   void send_error(wire::error_code code, std::string message,
                   std::optional<std::uint64_t> seq = std::nullopt) {
-    ctx_->metrics.count_error(code);
-    sink_->send_text(wire::encode_error(wire::wire_error{code, std::move(message), seq}));
+    pulse::send_error(*ctx_, *sink_, code, std::move(message), seq);
   }
 
   // Stops reading the socket (TCP pushes back on the client) while this
@@ -306,10 +312,8 @@ void handle_hello(session_ptr self, std::string device, int attempt = 0) {
                              attempt + 1);
           return;
         }
-        self->state.ctx->metrics.count_error(wire::error_code::overloaded);
-        self->state.sink->send_text(wire::encode_error(
-          wire::error_code::overloaded,
-          "no answer from the shard of " + device + ": " + caf::to_string(err)));
+        send_error(*self->state.ctx, *self->state.sink, wire::error_code::overloaded,
+                   "no answer from the shard of " + device + ": " + caf::to_string(err));
       });
 }
 
