@@ -21,8 +21,12 @@
 //     <- (flush_atom, uint64_t generation)    batch.max-delay timer
 //     <- (crash_atom)                         fault injection: throws
 //     <- (stop_atom)                          flush and quit
-//     A failed flush takes the shard down: the supervisor restarts it and the
-//     writers resend their windows (nothing of the failed batch was acked).
+//     A flush that fails on a storage fault (full disk, I/O error) marks
+//     storage unwritable (ctx->storage) and refuses its writers
+//     (writer->refused(): storage_unavailable, close 1013 / HTTP 503); the
+//     shard stays up, refusing writes until the storage probe finds the disk
+//     taking writes again. Any other failed flush takes the shard down: the
+//     supervisor restarts it and the writers resend their windows.
 //   supervisor  spawns and monitors shards, restarts them, tells the router
 //     <- (stop_atom) -> bool                  stop every shard after its last flush
 //     <- (shards_atom) -> bool                whether the node is healthy
@@ -59,6 +63,7 @@
 #include "actors/bridge.hpp"
 #include "actors/inbox.hpp"
 #include "actors/metrics.hpp"
+#include "actors/storage_guard.hpp"
 #include "storage/model.hpp"
 #include "storage/store.hpp"
 
@@ -92,11 +97,15 @@ class shard_writer {
   virtual void acked(std::uint64_t shard, ack_list acks, std::uint64_t ticket) = 0;
   // `count` readings of `device` are outside what storage can hold.
   virtual void rejected(std::string device, std::uint64_t count, std::string why) = 0;
+  // Storage cannot take writes now (a full disk, I/O errors): nothing this
+  // writer has unacked at `shard` was stored, and the shard dropped it.
+  virtual void refused(std::uint64_t shard, std::string why) = 0;
 };
 using writer_ptr = std::shared_ptr<shard_writer>;
 
-// A writer that forwards to an actor as (ack_atom, shard, acks, ticket) and
-// (reject_atom, device, count, why). Holds the actor weakly.
+// A writer that forwards to an actor as (ack_atom, shard, acks, ticket),
+// (reject_atom, device, count, why) and (refuse_atom, shard, why). Holds the
+// actor weakly.
 writer_ptr make_actor_writer(const caf::actor& a);
 
 // The newest reading of a device, as the hub keeps and pushes it.
@@ -128,7 +137,9 @@ class online_registry {
 struct node_context {
   node_settings settings;
   std::unique_ptr<storage::store> db;
+  std::shared_ptr<storage::fault_injector> faults;  // debug.fault-injection only
   node_metrics metrics;
+  storage_guard storage;  // whether storage takes writes now
   online_registry online;
   std::atomic<bool> healthy{true};
   std::atomic<std::size_t> shards_up{0};
@@ -156,6 +167,8 @@ std::unique_ptr<bridge::session> open_session(caf::actor_system& sys, context_pt
                                               caf::actor router, std::string peer);
 caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx);
 caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx);
+// Checks free space and brings storage back after a fault (storage_guard.hpp).
+caf::actor spawn_storage_probe(caf::actor_system& sys, context_ptr ctx);
 void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, std::string body,
                   std::optional<auth::grant> writer, http_callback done);
 

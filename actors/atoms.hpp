@@ -8,6 +8,7 @@ namespace pulse {
 using write_atom = caf::atom_constant<caf::atom("write")>;        // readings for a shard
 using ack_atom = caf::atom_constant<caf::atom("ack")>;            // durable: shard -> session
 using reject_atom = caf::atom_constant<caf::atom("reject")>;      // not taken: shard -> POST (actor writer)
+using refuse_atom = caf::atom_constant<caf::atom("refuse")>;      // storage refuses writes: shard -> POST
 using flush_atom = caf::atom_constant<caf::atom("pflush")>;       // shard timer
 using checkpoint_atom = caf::atom_constant<caf::atom("checkpt")>; // shard: write the head out
 using closed_atom = caf::atom_constant<caf::atom("closed")>;      // socket gone -> session

@@ -60,6 +60,7 @@ class actor_bridge final : public bridge {
     supervisor_ = spawn_supervisor(sys_, ctx_, router_);
     query_ = spawn_query(sys_, ctx_);
     ctx_->query = query_;
+    probe_ = spawn_storage_probe(sys_, ctx_);
   }
 
   std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
@@ -77,8 +78,24 @@ class actor_bridge final : public bridge {
                    std::move(done));
   }
 
-  bool ready() const override {
-    return ctx_->healthy.load() && ctx_->shards_up.load() == ctx_->settings.shards;
+  std::string not_ready() const override {
+    if (!ctx_->healthy.load()) return "shards failed past supervisor.max-restarts";
+    if (ctx_->shards_up.load() != ctx_->settings.shards) return "shards starting";
+    if (auto why = ctx_->storage.reason(); !why.empty()) return "storage refuses writes: " + why;
+    return {};
+  }
+
+  bool inject_storage_fault(std::string_view mode) override {
+    auto& f = ctx_->faults;
+    if (!ctx_->settings.fault_injection || !f) return false;
+    using storage::injected_fault;
+    if (mode == "eio-write") f->mode = injected_fault::eio_write;
+    else if (mode == "eio-sync") f->mode = injected_fault::eio_sync;
+    else if (mode == "no-space") f->mode = injected_fault::no_space;
+    else if (mode == "off") f->mode = injected_fault::off;
+    else return false;
+    spdlog::warn("storage: fault injection mode {}", mode);
+    return true;
   }
 
   void crash_shard(std::uint64_t n, http_callback done) override {
@@ -100,7 +117,7 @@ class actor_bridge final : public bridge {
                  spdlog::warn("shutdown: sessions did not confirm their acks: {}",
                               caf::to_string(err));
                });
-    for (auto& a : {supervisor_, router_, query_, ctx_->hub})
+    for (auto& a : {supervisor_, router_, query_, probe_, ctx_->hub})
       self->send_exit(a, caf::exit_reason::user_shutdown);
     ctx_->hub = nullptr;
     ctx_->query = nullptr;
@@ -108,7 +125,9 @@ class actor_bridge final : public bridge {
 
   node_metrics& metrics() override { return ctx_->metrics; }
   std::string metrics_text() const override {
-    return ctx_->metrics.render() + ctx_->db->stats_text();
+    auto out = ctx_->metrics.render();
+    ctx_->storage.render(out);
+    return out + ctx_->db->stats_text();
   }
   const node_settings& settings() const override { return ctx_->settings; }
 
@@ -118,6 +137,7 @@ class actor_bridge final : public bridge {
   caf::actor router_;
   caf::actor supervisor_;
   caf::actor query_;
+  caf::actor probe_;
 };
 
 }  // namespace
@@ -129,7 +149,12 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
   ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(settings.shards);
   ctx->inboxes = std::make_unique<shard_inbox[]>(settings.shards);
   storage::status st;
-  ctx->db = storage::store::open({settings.storage_path, settings.storage_sync}, st);
+  storage::store_options so;
+  so.path = settings.storage_path;
+  so.sync = settings.storage_sync;
+  so.wal_recovery = settings.storage_wal_recovery;
+  if (settings.fault_injection) so.faults = ctx->faults = std::make_shared<storage::fault_injector>();
+  ctx->db = storage::store::open(so, st);
   if (!ctx->db) {
     error = "cannot open storage at " + settings.storage_path + ": " + st.message;
     return nullptr;

@@ -47,6 +47,8 @@ struct http_reply {
   std::string content_type = "application/json";
   std::string body;
 };
+// Seconds a client is told to wait (Retry-After) with a 503.
+inline constexpr int retry_after_seconds = 5;
 using http_callback = std::function<void(http_reply)>;
 
 // Settings the actors need (filled from the node's configuration).
@@ -54,6 +56,10 @@ struct node_settings {
   std::string node_name = "node";
   std::string storage_path = "var/pulse";
   bool storage_sync = false;
+  // Writes are refused (storage_unavailable) while the storage file system
+  // has less free space than this; 0 = only when RocksDB reports it full.
+  std::size_t storage_min_free_bytes = std::size_t{64} << 20;
+  std::string storage_wal_recovery = "point-in-time";  // or "absolute-consistency"
   std::size_t shards = 2;
   // The head (storage/batcher.hpp): readings a shard keeps in memory and in
   // its log before a checkpoint writes their chunks and rollups; and the
@@ -69,7 +75,8 @@ struct node_settings {
   std::size_t supervisor_max_restarts = 5;
   std::chrono::milliseconds supervisor_window{60000};
   std::chrono::milliseconds query_timeout{10000};
-  bool fault_injection = false;  // debug.fault-injection: POST /admin/shards/{n}/crash
+  // debug.fault-injection: POST /admin/shards/{n}/crash and /admin/storage/fault
+  bool fault_injection = false;
   // auth.tokens-file, loaded; null = auth off (the node then keeps to loopback).
   std::shared_ptr<const auth::token_store> tokens;
 };
@@ -105,13 +112,19 @@ class bridge {
   virtual void http(std::string method, std::string target, std::string body,
                     std::optional<auth::grant> writer, http_callback done) = 0;
 
-  // /readyz: shards up (and, later, cluster joined).
-  virtual bool ready() const = 0;
+  // /readyz: "" when ready (shards up, storage taking writes; later, cluster
+  // joined), else why not.
+  virtual std::string not_ready() const = 0;
 
   // Fault injection (debug.fault-injection): makes shard n throw. `done`
   // gets 202 when the crash was sent, 404 when fault injection is off or
   // there is no shard n.
   virtual void crash_shard(std::uint64_t n, http_callback done) = 0;
+
+  // Fault injection (debug.fault-injection): from now on RocksDB's file
+  // writes fail as `mode` says: "eio-write", "eio-sync", "no-space", or "off".
+  // false when fault injection is off or the mode is unknown.
+  virtual bool inject_storage_fault(std::string_view mode) = 0;
 
   // Flushes every shard, lets the sessions pass on the resulting acks, and
   // stops the actors; blocks until done or `timeout`.

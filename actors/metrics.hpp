@@ -35,7 +35,7 @@ struct histogram {
 
 // Error codes counted by /metrics, in wire::error_code order.
 inline constexpr std::size_t error_code_count =
-  static_cast<std::size_t>(wire::error_code::too_large) + 1;
+  static_cast<std::size_t>(wire::error_code::storage_unavailable) + 1;
 
 struct node_metrics {
   std::atomic<std::int64_t> connections{0};          // open WebSocket sessions

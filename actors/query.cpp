@@ -154,6 +154,13 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
                      "the token may not write readings of " + b.device + "; nothing stored");
         return {};
       }
+  if (!ctx->storage.writable()) {
+    ctx->metrics.count_error(wire::error_code::storage_unavailable);
+    answer_error(self, 503, wire::error_code::storage_unavailable,
+                 "storage cannot take writes now (" + ctx->storage.reason() +
+                   "); nothing stored, retry later");
+    return {};
+  }
   self->delayed_send(self, ctx->settings.query_timeout, timeout_atom::value);
   self->send(router, join_atom::value, caf::actor{self});
   self->request(router, std::chrono::seconds(10), shards_atom::value)
@@ -195,6 +202,13 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
       auto& st = self->state;
       st.rejected += count;
       st.reject_reason = why;
+    },
+    [=](refuse_atom, std::uint64_t, std::string& why) {
+      // Nothing of this body is acked past this point; some devices of it may
+      // be stored already (other shards): a retry is deduplicated by seq.
+      self->state.ctx->metrics.count_error(wire::error_code::storage_unavailable);
+      answer_error(self, 503, wire::error_code::storage_unavailable,
+                   "storage cannot take writes now (" + why + "); retry later");
     },
     [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
       self->state.window.restarted(index, std::move(shard));

@@ -103,6 +103,14 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
                std::to_string(count) + " readings of " + device + " not stored: " + why);
   }
 
+  // Shard `shard` dropped what this connection had unacked there: storage
+  // refuses writes. Like an overload: say so with the seq of the first
+  // reading not stored and close, so that resume starts exactly there.
+  void refused(std::uint64_t shard, const std::string& why) {
+    if (shed_) return;
+    refuse_storage(why, window_.first_seq(static_cast<std::size_t>(shard)));
+  }
+
  private:
   // What the shards answer: posts onto the strand; holds the path weakly (the
   // window that carries it belongs to the path).
@@ -118,6 +126,11 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
     void rejected(std::string device, std::uint64_t count, std::string why) override {
       sink_->post([p = path_, device = std::move(device), count, why = std::move(why)] {
         if (auto path = p.lock()) path->rejected(device, count, why);
+      });
+    }
+    void refused(std::uint64_t shard, std::string why) override {
+      sink_->post([p = path_, shard, why = std::move(why)] {
+        if (auto path = p.lock()) path->refused(shard, why);
       });
     }
 
@@ -151,8 +164,32 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
     sink_->set_reading(reading_);
   }
 
-  // Refuses the frame's readings when a shard they go to is over batch.max-pending.
+  void refuse_storage(const std::string& why, std::optional<std::uint64_t> seq) {
+    send_error(wire::error_code::storage_unavailable,
+               "storage cannot take writes now (" + why +
+                 "); nothing from this seq on was stored; reconnect and resume from last_seq",
+               seq);
+    shed_ = true;
+    sink_->close(1013, "storage unavailable");
+  }
+
+  // Refuses the frame's readings while storage refuses writes, or when a
+  // shard they go to is over batch.max-pending.
   bool admit(const wire::frame& f) {
+    if (!ctx_->storage.writable()) {
+      std::optional<std::uint64_t> seq;
+      for (auto& b : f.batches)
+        if (!b.empty() && b.rows.front().has_seq) {
+          seq = b.rows.front().seq;
+          break;
+        }
+      // Anything still unacked from this connection goes with it: resume
+      // from last_seq covers both.
+      for (std::size_t i = 0; i < window_.shards(); ++i)
+        if (auto s = window_.first_seq(i)) seq = s;
+      refuse_storage(ctx_->storage.reason(), seq);
+      return false;
+    }
     auto limit = ctx_->settings.batch_max_pending;
     for (auto& b : f.batches) {
       if (b.empty()) continue;

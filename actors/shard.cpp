@@ -57,11 +57,27 @@ void drain(shard_ptr self) {
   st.drained.clear();
 }
 
+// Storage refuses writes: every writer of this buffer hears so
+// (storage_unavailable) and what they sent is dropped; they resend after
+// reconnecting. What the head holds is acked and in the log: it stays.
+void refuse_all(shard_ptr self) {
+  auto& st = self->state;
+  if (st.owners.empty()) return;
+  auto why = st.ctx->storage.reason();
+  if (why.empty()) why = "storage refuses writes";
+  for (auto& [id, owner] : st.owners)
+    if (owner.first) owner.first->refused(st.index, why);
+  st.owners.clear();
+  st.latest.clear();
+  if (st.batcher->pending() > 0) st.batcher->abandon();
+}
+
 void flush(shard_ptr self, bool checkpoint = false) {
   auto& st = self->state;
   drain(self);
   st.timer_armed = false;
   ++st.timer_generation;
+  if (!st.ctx->storage.writable()) return refuse_all(self);
   if (st.owners.empty() && !(checkpoint && st.batcher->head_readings() > 0)) return;
   auto& m = st.ctx->metrics;
   auto t0 = std::chrono::steady_clock::now();
@@ -72,11 +88,18 @@ void flush(shard_ptr self, bool checkpoint = false) {
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   m.flushes.fetch_add(1, std::memory_order_relaxed);
   m.flush_seconds.observe(secs);
+  if (!status && status.fault != storage::fault::none) {
+    // The disk refuses (full, I/O errors): not this shard's fault, so no
+    // restart. Nothing of this buffer was acked; its writers are refused and
+    // resend once the storage probe finds the disk taking writes again.
+    m.flush_failures.fetch_add(1, std::memory_order_relaxed);
+    st.ctx->storage.fault(status.fault, "shard " + std::to_string(st.index) + ": " + status.message);
+    return refuse_all(self);
+  }
   if (!status) {
     // Nothing of this buffer is durable and nothing was acked. The writers
     // still hold it; going down makes the supervisor restart the shard (state
-    // reloaded from disk) and the writers resend. Restart intensity bounds a
-    // disk that keeps failing.
+    // reloaded from disk) and the writers resend.
     m.flush_failures.fetch_add(1, std::memory_order_relaxed);
     spdlog::error("shard {}: flush of {} readings failed: {}", st.index, buffered,
                   status.message);
@@ -116,15 +139,22 @@ void flush(shard_ptr self, bool checkpoint = false) {
 void add(shard_ptr self, const reading_batch& b, const writer_ptr& writer, std::uint64_t ticket) {
   auto& st = self->state;
   auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(writer.get()));
-  auto now = now_ms();
-  if (st.ctx->subscribers.load(std::memory_order_relaxed) > 0) note_latest(st, b, now);
-  auto added = st.batcher->add(id, b, now);
-  if (added.rejected > 0 && writer)
-    writer->rejected(b.device, std::uint64_t{added.rejected},
-                     "outside what storage can hold (ts range, values, metric dictionary)");
   auto& owner = st.owners[id];
   if (!owner.first) owner.first = writer;
   owner.second = std::max(owner.second, ticket);
+  // While storage refuses writes the next flush refuses this writer.
+  if (!st.ctx->storage.writable()) return;
+  auto now = now_ms();
+  auto added = st.batcher->add(id, b, now);
+  if (!added.unavailable) {
+    st.ctx->storage.fault(added.unavailable.fault,
+                          "shard " + std::to_string(st.index) + ": " + added.unavailable.message);
+    return;
+  }
+  if (st.ctx->subscribers.load(std::memory_order_relaxed) > 0) note_latest(st, b, now);
+  if (added.rejected > 0 && writer)
+    writer->rejected(b.device, std::uint64_t{added.rejected},
+                     "outside what storage can hold (ts range, values, metric dictionary)");
 }
 
 void arm_flush_timer(shard_ptr self) {

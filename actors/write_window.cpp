@@ -21,6 +21,10 @@ class actor_writer final : public shard_writer {
     if (auto a = caf::actor_cast<caf::actor>(addr_))
       caf::anon_send(a, reject_atom::value, std::move(device), count, std::move(why));
   }
+  void refused(std::uint64_t shard, std::string why) override {
+    if (auto a = caf::actor_cast<caf::actor>(addr_))
+      caf::anon_send(a, refuse_atom::value, shard, std::move(why));
+  }
 
  private:
   caf::actor_addr addr_;
@@ -77,6 +81,13 @@ void write_window::restarted(std::size_t i, caf::actor a) {
   if (i >= table_.size()) return;
   table_[i] = std::move(a);
   for (auto& e : pending_[i]) push(i, e);
+}
+
+std::optional<std::uint64_t> write_window::first_seq(std::size_t i) const {
+  if (i >= pending_.size() || pending_[i].empty()) return std::nullopt;
+  const auto& b = *pending_[i].front().batch;
+  if (b.rows.empty() || !b.rows.front().has_seq) return std::nullopt;
+  return b.rows.front().seq;
 }
 
 }  // namespace pulse

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -64,6 +65,8 @@ class write_window {
 
   // Whether this writer has anything unacked at shard i.
   bool waiting_on(std::size_t i) const { return !pending_[i].empty(); }
+  // The seq of the oldest unacked reading at shard i, if it has one.
+  std::optional<std::uint64_t> first_seq(std::size_t i) const;
   // Readings unacked over all shards.
   std::uint64_t readings() const { return readings_; }
   bool empty() const { return readings_ == 0; }

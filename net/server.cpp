@@ -623,14 +623,17 @@ class http_session : public std::enable_shared_from_this<http_session> {
     bool get = req.method() == http::verb::get || req.method() == http::verb::head;
     if (path == "/healthz" && get) return send(200, "application/json", "{\"status\":\"ok\"}");
     if (path == "/readyz" && get) {
-      bool ready = shared_->b.ready();
-      return send(ready ? 200 : 503, "application/json",
-                  ready ? "{\"status\":\"ready\"}" : "{\"status\":\"not ready\"}");
+      auto why = shared_->b.not_ready();
+      if (why.empty()) return send(200, "application/json", "{\"status\":\"ready\"}");
+      std::string body = "{\"status\":\"not ready\",\"reason\":";
+      wire::append_json_string(body, why);
+      body += '}';
+      return send(503, "application/json", std::move(body));
     }
     if (path == "/metrics" && get)
       return send(200, "text/plain; version=0.0.4", shared_->b.metrics_text());
     if (path == "/" && get) return send(200, "text/html; charset=utf-8", dashboard_html());
-    if (path.rfind("/admin/", 0) == 0) return handle_admin(req.method(), path);
+    if (path.rfind("/admin/", 0) == 0) return handle_admin(req.method(), path, target);
     if (path.rfind("/api/", 0) == 0) {
       std::string method(req.method_string());
       std::optional<auth::grant> writer;
@@ -671,8 +674,26 @@ class http_session : public std::enable_shared_from_this<http_session> {
     };
   }
 
-  // POST /admin/shards/{n}/crash (debug.fault-injection only; 404 otherwise).
-  void handle_admin(http::verb method, const std::string& path) {
+  // POST /admin/shards/{n}/crash and POST /admin/storage/fault?mode=...
+  // (debug.fault-injection only; 404 otherwise).
+  void handle_admin(http::verb method, const std::string& path, const std::string& target) {
+    if (path == "/admin/storage/fault") {
+      if (method != http::verb::post)
+        return send_simple(http::status::method_not_allowed, "method_not_allowed",
+                           "use POST for " + path, keep_alive_);
+      auto q = target.find("?mode=");
+      auto mode = q == std::string::npos ? std::string() : target.substr(q + 6);
+      if (shared_->b.inject_storage_fault(mode)) {
+        std::string body = "{\"storage_fault\":";
+        wire::append_json_string(body, mode);
+        body += '}';
+        return send(200, "application/json", std::move(body));
+      }
+      return send_simple(http::status::not_found, "not_found",
+                         "mode must be eio-write, eio-sync, no-space or off, and "
+                         "debug.fault-injection on",
+                         keep_alive_);
+    }
     static constexpr std::string_view prefix = "/admin/shards/", suffix = "/crash";
     std::string_view p = path;
     if (p.size() > prefix.size() + suffix.size() && p.substr(0, prefix.size()) == prefix &&
@@ -707,6 +728,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     res_->set(http::field::server, "pulse-node");
     res_->set(http::field::content_type, content_type);
     if (status == 401) res_->set(http::field::www_authenticate, "Bearer");
+    if (status == 503) res_->set(http::field::retry_after, std::to_string(retry_after_seconds));
     res_->keep_alive(keep_alive_);
     res_->body() = std::move(body);
     res_->prepare_payload();

@@ -77,6 +77,10 @@ node_config::node_config() {
   opt_group{custom_options_, "storage"}
     .add(settings.storage_path, "path", "RocksDB directory (created if missing)")
     .add(settings.storage_sync, "sync", "fsync every flush (survives power loss)")
+    .add(settings.storage_min_free_bytes, "min-free-bytes",
+         "refuse writes (storage_unavailable) while the file system has less free space; 0 = off")
+    .add(settings.storage_wal_recovery, "wal-recovery",
+         "point-in-time (replay the WAL up to a damaged tail) or absolute-consistency (refuse to start)")
     .add(settings.shards, "shards", "shard (batcher) actors, each with its own thread")
     .add(settings.storage_head_max_readings, "head-max-readings",
          "readings a shard keeps in its head (log + memory) before writing chunks and rollups; 0 = no head")
@@ -95,7 +99,7 @@ node_config::node_config() {
                                          "device and reader tokens (empty = auth off)");
   opt_group{custom_options_, "debug"}.add(
     settings.fault_injection, "fault-injection",
-    "allow POST /admin/shards/{n}/crash (tests and demos only)");
+    "allow POST /admin/shards/{n}/crash and /admin/storage/fault (tests and demos only)");
   opt_group{custom_options_, "log"}.add(log_level, "level",
                                         "trace, debug, info, warn, error or critical");
 }
@@ -164,6 +168,9 @@ std::string node_config::validate() const {
   if (settings.batch_max_pending < settings.batch_max_readings)
     return "batch.max-pending must be at least batch.max-readings";
   if (settings.storage_path.empty()) return "storage.path must not be empty";
+  if (settings.storage_wal_recovery != "point-in-time" &&
+      settings.storage_wal_recovery != "absolute-consistency")
+    return "storage.wal-recovery must be point-in-time or absolute-consistency";
   if (!positive(settings.shards) || settings.shards > 256) return "storage.shards must be 1..256";
   if (head_max_age.count() <= 0) return "storage.head-max-age must be positive";
   if (supervisor_window.count() <= 0) return "supervisor.window must be positive";

@@ -42,8 +42,11 @@ int main(int argc, char** argv) {
   std::string error;
   auto node = pulse::bridge::start(sys, cfg.settings, error);
   if (!node) {
+    // The store cannot be opened or its head log replayed: damaged or
+    // unreadable data wants an operator (the message names the file and how
+    // to repair), like a bad configuration.
     spdlog::critical("{}", error);
-    return 1;
+    return 2;
   }
   pulse::net::server server{*node, cfg.net};
   if (!server.start(error)) {

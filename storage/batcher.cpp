@@ -448,7 +448,8 @@ status batcher::impl::recover(std::size_t& replayed) {
       return fail(!st ? st : status::error("corrupt log record " + std::to_string(record)));
   }
   if (auto s = it->status(); !s.ok())
-    return fail(status::error("reading the log failed: " + s.ToString()));
+    return fail(status::error("reading the log failed: " + s.ToString(),
+                              s.IsCorruption() ? fault::corruption : fault::io_error));
   replayed = rows_.size();
   logged_ = rows_.size();
   if (!log_nonempty_) return status::success();
@@ -511,17 +512,33 @@ void batcher::impl::sweep() {
 batcher::batcher(store& db, std::uint16_t shard, head_options opts, bool all_shards)
     : impl_(std::make_unique<impl>(db, shard, opts, all_shards)) {}
 
-status batcher::recover(std::size_t& replayed) { return impl_->recover(replayed); }
+status batcher::recover(std::size_t& replayed) {
+  auto lk = impl_->db_.lock();
+  if (!impl_->db_.is_open())
+    return status::error("storage is closed (reopening after a fault)", fault::closed);
+  return impl_->recover(replayed);
+}
 
 std::size_t batcher::head_readings() const { return impl_->rows_.size(); }
+
+void batcher::abandon() {
+  impl_->reset();
+  impl_->needs_recovery_ = true;
+}
 
 batcher::~batcher() = default;
 
 add_result batcher::add(std::uint64_t owner, const reading_batch& b, std::int64_t now_ms) {
   auto& m = *impl_;
   add_result res;
-  if (!m.ensure_recovered()) {
-    res.rejected = b.rows.size();
+  auto lk = m.db_.lock();
+  if (!m.db_.is_open()) {
+    res.unavailable = status::error("storage is closed (reopening after a fault)", fault::closed);
+    return res;
+  }
+  if (auto st = m.ensure_recovered(); !st) {
+    if (st.fault == fault::none) st.fault = fault::corruption;  // its log cannot be replayed
+    res.unavailable = std::move(st);
     return res;
   }
   if (!valid_device_id(b.device)) {
@@ -532,7 +549,10 @@ add_result batcher::add(std::uint64_t owner, const reading_batch& b, std::int64_
   status st;
   auto* d = m.touch(b.device, slot, st);
   if (!d) {
-    res.rejected = b.rows.size();
+    if (st.fault != fault::none)
+      res.unavailable = std::move(st);
+    else
+      res.rejected = b.rows.size();
     return res;
   }
   m.local_ids_.assign(b.metrics.size(), unmapped);
@@ -628,6 +648,9 @@ status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats, bool che
   auto& m = *impl_;
   acks.clear();
   stats = flush_stats{};
+  auto lk = m.db_.lock();
+  if (!m.db_.is_open())
+    return status::error("storage is closed (reopening after a fault)", fault::closed);
   if (auto st = m.ensure_recovered(); !st) return st;
   bool want_checkpoint = checkpoint && !m.head_.empty();
   if (m.dirty_.empty() && !want_checkpoint) {
@@ -668,7 +691,8 @@ status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats, bool che
 
 std::uint64_t batcher::last_seq(const std::string& device) {
   if (!valid_device_id(device)) return 0;
-  if (!impl_->ensure_recovered()) return 0;
+  auto lk = impl_->db_.lock();
+  if (!impl_->db_.is_open() || !impl_->ensure_recovered()) return 0;
   if (auto i = impl_->index_.find(device); i != impl_->index_.end())
     return impl_->slots_[i->second]->highest_seq;
   // Not cached on purpose: hellos of devices that never send would fill the

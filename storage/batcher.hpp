@@ -43,6 +43,10 @@ struct add_result {
   // sample indices out of range, non-finite values, a full metric dictionary,
   // or the device's meta record unreadable. Neither stored nor acked.
   std::size_t rejected = 0;
+  // Set when storage could not be read (its log replay or the device's meta
+  // record failed on a storage fault, or the store is closed): nothing of the
+  // batch was taken, and `unavailable` says why. Not the readings' fault.
+  storage::status unavailable = storage::status::success();
 };
 
 struct flush_stats {
@@ -95,6 +99,11 @@ class batcher {
 
   // Readings held in the head (logged, not yet in chunks) plus those buffered.
   std::size_t head_readings() const;
+
+  // Drops what is buffered and not flushed (storage refused it; nothing of it
+  // was acked), and with it the in-memory head: the next call replays the
+  // head from the log.
+  void abandon();
 
   // Highest seq durably stored (or buffered) for a device, loading it from
   // disk if needed. 0 if none.

@@ -103,7 +103,8 @@ status read_meta(const store& db, const rocksdb::ReadOptions& ro, std::string_vi
   auto s = db.db()->Get(ro, db.meta_cf(), key, &value);
   if (s.IsNotFound()) return status::success();
   if (!s.ok())
-    return status::error("meta read failed for " + std::string(device) + ": " + s.ToString());
+    return status::error("meta read failed for " + std::string(device) + ": " + s.ToString(),
+                         s.IsCorruption() ? fault::corruption : fault::io_error);
   if (!decode_meta(std::string_view(value.data(), value.size()), out))
     return status::error("corrupt meta record for device " + std::string(device));
   found = true;

@@ -67,6 +67,7 @@ class snapshot_reader {
   }
 
   const store& db() const { return db_; }
+  bool ok() const { return snap_.ok(); }
 
  private:
   const store& db_;
@@ -289,6 +290,7 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
   if (step_ms <= 0) return status::error("step must be positive");
   if (from >= to) return status::success();
   snapshot_reader reader(db);
+  if (!reader.ok()) return snapshot::closed();
   std::map<std::string, head_device, std::less<>> head;
   if (auto st = read_head_devices(db, reader.options(), prefix, head); !st) return st;
 
@@ -395,6 +397,10 @@ std::vector<bucket> aggregate_one(const store& db, std::string_view device,
                                   std::string_view metric, std::int64_t from, std::int64_t to,
                                   std::int64_t step_ms, bool raw_only, status& st) {
   snapshot_reader reader(db);
+  if (!reader.ok()) {
+    st = snapshot::closed();
+    return {};
+  }
   meta_record rec;
   std::uint32_t id = 0;
   std::int64_t lo = 0, hi = 0;
@@ -452,6 +458,10 @@ std::vector<stored_reading> read_readings(const store& db, std::string_view devi
   }
   if (from >= to) return {};
   snapshot_reader reader(db);
+  if (!reader.ok()) {
+    st = snapshot::closed();
+    return {};
+  }
   meta_record rec;
   bool found = false;
   decoded_chunk head;

@@ -9,18 +9,28 @@
 
 namespace pulse::storage {
 
+// Holds the store's lock for its life (store::lock()); check ok() first: a
+// store closed by a failed reopen has no DB to read.
 class snapshot {
  public:
-  explicit snapshot(const store& db) : db_(db.db()), snap_(db_->GetSnapshot()) {
+  explicit snapshot(const store& db)
+      : lock_(db.lock()), db_(db.db()), snap_(db_ ? db_->GetSnapshot() : nullptr) {
     options_.snapshot = snap_;
   }
-  ~snapshot() { db_->ReleaseSnapshot(snap_); }
+  ~snapshot() {
+    if (db_) db_->ReleaseSnapshot(snap_);
+  }
+  bool ok() const { return db_ != nullptr; }
+  static status closed() {
+    return status::error("storage is closed (reopening after a fault)", fault::closed);
+  }
   snapshot(const snapshot&) = delete;
   snapshot& operator=(const snapshot&) = delete;
 
   const rocksdb::ReadOptions& options() const { return options_; }
 
  private:
+  std::shared_lock<std::shared_mutex> lock_;
   rocksdb::DB* db_;
   const rocksdb::Snapshot* snap_;
   rocksdb::ReadOptions options_;

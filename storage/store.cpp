@@ -3,15 +3,21 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <map>
 
+#include "storage/fault_fs.hpp"
 #include "storage/head_log.hpp"
 #include "storage/keys.hpp"
 #include "storage/snapshot.hpp"
@@ -61,7 +67,62 @@ rocksdb::ColumnFamilyOptions cf_options(const std::shared_ptr<rocksdb::Cache>& c
   return o;
 }
 
+// RocksDB's warnings and errors go to the node's log instead of RocksDB's
+// own LOG file. Measured reason: on a full disk a failed append to that file
+// leaves its writer in an error state, and RocksDB's next log line (its
+// error handler logs the very fault) trips an assertion Debian's build keeps
+// ('sync_without_flush_called_' in writable_file_writer.h) and aborts the
+// node. Without a LOG file there is no such writer.
+class rocksdb_log final : public rocksdb::Logger {
+ public:
+  rocksdb_log() : Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof(buf), format, ap);
+    auto lvl = level >= rocksdb::InfoLogLevel::FATAL_LEVEL   ? spdlog::level::critical
+               : level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err
+               : level >= rocksdb::InfoLogLevel::WARN_LEVEL  ? spdlog::level::warn
+                                                             : spdlog::level::debug;
+    spdlog::log(lvl, "rocksdb: {}", buf);
+  }
+};
+
+fault classify(const rocksdb::Status& s) {
+  if (s.IsNoSpace()) return fault::no_space;
+  if (s.IsCorruption()) return fault::corruption;
+  return fault::io_error;
+}
+
+// An existing database without CURRENT: RocksDB (create_if_missing) would
+// start a new, empty one over it, and every stored reading would seem gone.
+bool orphaned_files(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec)) return false;
+  for (const auto& e : std::filesystem::directory_iterator(path, ec)) {
+    auto name = e.path().filename().string();
+    auto ext = e.path().extension().string();
+    if (name.rfind("MANIFEST-", 0) == 0 || ext == ".sst" || ext == ".log") return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+const char* to_string(fault f) {
+  switch (f) {
+    case fault::none: return "none";
+    case fault::no_space: return "no_space";
+    case fault::io_error: return "io_error";
+    case fault::corruption: return "corruption";
+    case fault::closed: return "closed";
+  }
+  return "unknown";
+}
 
 std::unique_ptr<store> store::open(const store_options& opts, status& st) {
   // RocksDB creates the last directory only; storage.path may be nested.
@@ -71,6 +132,28 @@ std::unique_ptr<store> store::open(const store_options& opts, status& st) {
     st = status::error("cannot create " + opts.path + ": " + ec.message());
     return nullptr;
   }
+  if (orphaned_files(opts.path)) {
+    st = status::error(opts.path + "/CURRENT is missing but the directory holds RocksDB files; "
+                       "not starting an empty store over them. Repair: restore a backup, or "
+                       "run `ldb --db=" + opts.path + " repair` (Debian package rocksdb-tools), "
+                       "which rebuilds CURRENT and the MANIFEST from the files that are there",
+                       fault::corruption);
+    return nullptr;
+  }
+  if (opts.wal_recovery != "point-in-time" && opts.wal_recovery != "absolute-consistency") {
+    st = status::error("unknown WAL recovery mode " + opts.wal_recovery);
+    return nullptr;
+  }
+  std::unique_ptr<store> s(new store());
+  s->opts_ = opts;
+  s->sync_ = opts.sync;
+  if (opts.faults) s->env_ = make_fault_env(opts.faults);
+  st = s->open_db();
+  if (!st) return nullptr;
+  return s;
+}
+
+status store::open_db() {
   rocksdb::DBOptions dbo;
   dbo.create_if_missing = true;
   dbo.create_missing_column_families = true;
@@ -78,6 +161,11 @@ std::unique_ptr<store> store::open(const store_options& opts, status& st) {
   dbo.max_background_jobs = 2;
   dbo.max_total_wal_size = max_total_wal_bytes;
   dbo.keep_log_file_num = 4;
+  dbo.wal_recovery_mode = opts_.wal_recovery == "absolute-consistency"
+                            ? rocksdb::WALRecoveryMode::kAbsoluteConsistency
+                            : rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  if (env_) dbo.env = env_.get();
+  dbo.info_log = std::make_shared<rocksdb_log>();
 
   auto cache = rocksdb::NewLRUCache(block_cache_bytes);
   std::vector<rocksdb::ColumnFamilyDescriptor> cfds;
@@ -87,43 +175,102 @@ std::unique_ptr<store> store::open(const store_options& opts, status& st) {
   cfds.emplace_back(cf_names[3], cf_options(cache, meta_write_buffer, true, true));
   cfds.emplace_back(cf_names[4], cf_options(cache, log_write_buffer, false, false));
 
-  std::unique_ptr<store> s(new store());
-  s->sync_ = opts.sync;
   rocksdb::DB* db = nullptr;
-  auto rs = rocksdb::DB::Open(dbo, opts.path, cfds, &s->cfs_, &db);
+  auto rs = rocksdb::DB::Open(dbo, opts_.path, cfds, &cfs_, &db);
   if (!rs.ok()) {
-    st = status::error("cannot open RocksDB at " + opts.path + ": " + rs.ToString());
-    return nullptr;
+    cfs_.clear();
+    std::string msg = "cannot open RocksDB at " + opts_.path + ": " + rs.ToString();
+    if (rs.IsCorruption())
+      msg += ". Repair: restore a backup, or run `ldb --db=" + opts_.path +
+             " repair` (Debian package rocksdb-tools), which drops what is damaged";
+    return status::error(std::move(msg), classify(rs));
   }
-  s->db_ = db;
-  st = status::success();
-  return s;
+  db_ = db;
+  return status::success();
 }
 
-store::~store() {
+void store::close_db() {
   if (!db_) return;
   for (auto* cf : cfs_) {
-    // Only fails for a null handle; nothing to do about it in a destructor.
+    // Only fails for a null handle; nothing to do about it here.
     db_->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
   }
-  // Close() flushes nothing (the WAL holds unflushed writes) and an error
-  // here cannot be reported from a destructor; the DB is deleted either way.
+  cfs_.clear();
+  // Close() flushes nothing (the WAL holds unflushed writes); after a fault
+  // it may report that fault again, which changes nothing: the DB goes.
   db_->Close().PermitUncheckedError();
   delete db_;
+  db_ = nullptr;
 }
 
+store::~store() { close_db(); }
+
 status store::write(rocksdb::WriteBatch& batch) {
+  if (!db_) return status::error("storage is closed (reopening after a fault)", fault::closed);
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   auto s = db_->Write(wo, &batch);
-  if (!s.ok()) return status::error("RocksDB write failed: " + s.ToString());
+  if (!s.ok()) return status::error("RocksDB write failed: " + s.ToString(), classify(s));
   return status::success();
+}
+
+status store::probe_write() {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  auto s = db_->Put(wo, cfs_[0], "pulse.probe", std::to_string(std::time(nullptr)));
+  if (!s.ok()) return status::error("probe write failed: " + s.ToString(), classify(s));
+  return status::success();
+}
+
+namespace {
+
+// Whether the file system takes a small write and sync in the storage
+// directory (through RocksDB's Env, so injected faults count).
+rocksdb::Status probe_file(rocksdb::Env* env, const std::string& dir) {
+  auto name = dir + "/.pulse-probe";
+  std::unique_ptr<rocksdb::WritableFile> f;
+  auto s = env->NewWritableFile(name, &f, rocksdb::EnvOptions());
+  if (s.ok()) s = f->Append("probe");
+  if (s.ok()) s = f->Sync();
+  if (f) f->Close().PermitUncheckedError();
+  env->DeleteFile(name).PermitUncheckedError();
+  return s;
+}
+
+}  // namespace
+
+status store::recover() {
+  {
+    auto lk = lock();
+    if (db_) {
+      // OK when there is no background error, or RocksDB could clear it.
+      auto rs = db_->Resume();
+      if (rs.ok()) return probe_write();
+      // Busy: RocksDB is recovering by itself (a full disk, once there is room).
+      if (rs.IsBusy() || rs.IsNoSpace())
+        return status::error("RocksDB is recovering: " + rs.ToString(), classify(rs));
+    }
+  }
+  // An error RocksDB does not resume from (an I/O error on its WAL is fatal
+  // to the open DB), or a reopen that failed: once the disk takes a write
+  // again, reopen. That replays the WAL up to its last good record.
+  auto* env = env_ ? env_.get() : rocksdb::Env::Default();
+  if (auto ps = probe_file(env, opts_.path); !ps.ok())
+    return status::error("storage still refuses writes: " + ps.ToString(), classify(ps));
+  std::unique_lock lk(mtx_);
+  close_db();
+  if (auto st = open_db(); !st) return st;
+  return probe_write();
 }
 
 std::optional<device_record> store::load_device(std::string_view device, status& st) const {
   meta_record rec;
   bool found = false;
   snapshot snap(*this);  // meta and the head log agree
+  if (!snap.ok()) {
+    st = snap.closed();
+    return std::nullopt;
+  }
   st = read_device(*this, snap.options(), device, rec, found, nullptr);
   if (!st || !found) return std::nullopt;
   return to_device_record(device, rec);
@@ -139,6 +286,10 @@ std::vector<device_record> store::list_devices(std::string_view prefix, std::str
   // Every meta key starting with 'd' + prefix sorts below this bound.
   std::string upper = prefix_successor(lower);
   snapshot snap(*this);
+  if (!snap.ok()) {
+    st = snap.closed();
+    return {};
+  }
   auto ro = snap.options();
   // Devices the head log knows: newer records, and devices not checkpointed yet.
   std::map<std::string, meta_record, std::less<>> head;
@@ -207,6 +358,8 @@ std::string store::stats_text() const {
   };
   std::string out;
   std::uint64_t v = 0;
+  auto lk = lock();
+  if (!db_) return out;
   for (const auto& p : per_cf) {
     for (std::size_t i = 1; i < cfs_.size(); ++i) {
       if (!db_->GetIntProperty(cfs_[i], p.rocksdb_name, &v)) continue;

@@ -8,9 +8,12 @@
 // thread-safe; every method here may be called from any thread. Writes go
 // through storage::batcher, which builds one WriteBatch per flush.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,23 +23,47 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Env;
 class WriteBatch;
 }  // namespace rocksdb
 
 namespace pulse::storage {
 
+// What kind of storage fault a failed call met (none: a logic or data error,
+// e.g. a corrupt record). The node refuses writes while the disk refuses them
+// and takes them again once a probe write succeeds (actors/storage_guard.hpp).
+enum class fault { none, no_space, io_error, corruption, closed };
+const char* to_string(fault f);
+
 // Outcome of a storage call: ok, or a message meant for logs and HTTP errors.
 struct status {
   bool ok = true;
   std::string message;
+  storage::fault fault = storage::fault::none;
   static status success() { return {}; }
-  static status error(std::string msg) { return {false, std::move(msg)}; }
+  static status error(std::string msg, storage::fault f = storage::fault::none) {
+    return {false, std::move(msg), f};
+  }
   explicit operator bool() const { return ok; }
+};
+
+// Fault injection for tests (debug.fault-injection): every file RocksDB
+// writes goes through a wrapper that fails appends or syncs while a mode is set.
+enum class injected_fault { off, eio_write, eio_sync, no_space };
+struct fault_injector {
+  std::atomic<injected_fault> mode{injected_fault::off};
+  std::atomic<std::uint64_t> hits{0};  // writes or syncs failed so far
 };
 
 struct store_options {
   std::string path;
   bool sync = false;  // true: fsync the WAL on every write (survives power loss)
+  // RocksDB's WAL recovery at open: "point-in-time" (default: replay up to the
+  // first damaged record, i.e. a torn tail after a crash or power loss) or
+  // "absolute-consistency" (any damaged record stops the open).
+  std::string wal_recovery = "point-in-time";
+  // Set: RocksDB's files are written through it (tests).
+  std::shared_ptr<fault_injector> faults;
 };
 
 // What `meta` holds per device.
@@ -62,8 +89,24 @@ class store {
 
   bool sync() const { return sync_; }
 
-  // Applies one WriteBatch (with the configured sync setting).
+  // Applies one WriteBatch (with the configured sync setting). A failure
+  // carries its fault kind.
   status write(rocksdb::WriteBatch& batch);
+
+  // Every user of db() and the column family handles holds this (shared) for
+  // as long as it uses them: reopen() swaps them under the exclusive lock.
+  // Not recursive: take it once, at the outermost entry point.
+  std::shared_lock<std::shared_mutex> lock() const { return std::shared_lock(mtx_); }
+  // False after a reopen() that failed: nothing may touch db() then.
+  bool is_open() const { return db_ != nullptr; }
+
+  // After a write failed: whether storage takes writes again. Asks RocksDB to
+  // resume (it recovers from a full disk by itself once there is room), then
+  // writes a probe record; if RocksDB stays in an error it cannot resume from
+  // (an I/O error on its WAL is fatal to the open DB), closes and reopens the
+  // database, which replays the WAL up to the last good record. Takes the
+  // locks it needs: call it without holding lock().
+  status recover();
 
   // Device record from `meta`, overlaid with what the head log holds (so an
   // acked reading shows at once); nullopt if the device was never stored.
@@ -77,6 +120,8 @@ class store {
   // A short multi-line text of RocksDB statistics for /metrics (may be empty).
   std::string stats_text() const;
 
+  const store_options& options() const { return opts_; }
+
   rocksdb::DB* db() const { return db_; }
   rocksdb::ColumnFamilyHandle* readings_cf() const { return cfs_[1]; }
   rocksdb::ColumnFamilyHandle* rollups_cf() const { return cfs_[2]; }
@@ -85,6 +130,13 @@ class store {
 
  private:
   store() = default;
+  status open_db();
+  void close_db();
+  status probe_write();
+
+  store_options opts_;
+  std::unique_ptr<rocksdb::Env> env_;  // with fault injection: the wrapped file system
+  mutable std::shared_mutex mtx_;
   rocksdb::DB* db_ = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // default, readings, rollups, meta, log
   bool sync_ = false;

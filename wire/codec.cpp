@@ -24,6 +24,8 @@ const char* to_string(error_code c) {
       return "overloaded";
     case error_code::too_large:
       return "too_large";
+    case error_code::storage_unavailable:
+      return "storage_unavailable";
   }
   return "invalid_json";
 }

@@ -23,7 +23,15 @@ inline constexpr std::size_t max_meta_bytes = 4096;               // compact JSO
 inline constexpr std::int64_t max_future_ms = 7 * 24 * ms_per_hour;  // ts later than now + this: rejected
 
 // Error codes of the wire protocol and of the HTTP API.
-enum class error_code { invalid_json, invalid_reading, unauthorized, rate_limited, overloaded, too_large };
+enum class error_code {
+  invalid_json,
+  invalid_reading,
+  unauthorized,
+  rate_limited,
+  overloaded,
+  too_large,
+  storage_unavailable,  // the disk refuses writes now; retry later (close 1013 / HTTP 503)
+};
 const char* to_string(error_code c);
 
 struct wire_error {
