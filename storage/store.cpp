@@ -11,6 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <unordered_map>
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
@@ -82,6 +84,18 @@ class rocksdb_log final : public rocksdb::Logger {
   }
   void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
     if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    {
+      // While the disk is full RocksDB repeats the same lines every second:
+      // each of its messages (its format string) at most every 30 s.
+      auto now = std::chrono::steady_clock::now();
+      std::lock_guard lk(mtx_);
+      auto [it, first] = last_.try_emplace(format, now);
+      if (!first) {
+        if (now - it->second < std::chrono::seconds(30)) return;
+        it->second = now;
+      }
+      if (last_.size() > 256) last_.clear();
+    }
     char buf[1024];
     std::vsnprintf(buf, sizeof(buf), format, ap);
     auto lvl = level >= rocksdb::InfoLogLevel::FATAL_LEVEL   ? spdlog::level::critical
@@ -90,6 +104,10 @@ class rocksdb_log final : public rocksdb::Logger {
                                                              : spdlog::level::debug;
     spdlog::log(lvl, "rocksdb: {}", buf);
   }
+
+ private:
+  std::mutex mtx_;
+  std::unordered_map<const char*, std::chrono::steady_clock::time_point> last_;
 };
 
 fault classify(const rocksdb::Status& s) {
@@ -209,6 +227,14 @@ status store::write(rocksdb::WriteBatch& batch) {
   if (!db_) return status::error("storage is closed (reopening after a fault)", fault::closed);
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
+  // One write at a time. Measured reason: on a full tmpfs with two shards
+  // writing, a core dump showed a shard's write (a checkpoint, issued just
+  // as the other shard's write failed) appending to a WAL file writer that
+  // had already failed, and the writer's assertion aborting the node. In
+  // turn, a write starts only once the one before has returned, by which time
+  // RocksDB has recorded a failure and refuses writes until the reopen in
+  // recover(). A shard's write is a whole flush: little group commit is lost.
+  std::lock_guard serial(write_mtx_);
   auto s = db_->Write(wo, &batch);
   if (!s.ok()) return status::error("RocksDB write failed: " + s.ToString(), classify(s));
   return status::success();
@@ -217,6 +243,7 @@ status store::write(rocksdb::WriteBatch& batch) {
 status store::probe_write() {
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
+  std::lock_guard serial(write_mtx_);
   auto s = db_->Put(wo, cfs_[0], "pulse.probe", std::to_string(std::time(nullptr)));
   if (!s.ok()) return status::error("probe write failed: " + s.ToString(), classify(s));
   return status::success();
@@ -240,23 +267,26 @@ rocksdb::Status probe_file(rocksdb::Env* env, const std::string& dir) {
 }  // namespace
 
 status store::recover() {
-  {
-    auto lk = lock();
-    if (db_) {
-      // OK when there is no background error, or RocksDB could clear it.
-      auto rs = db_->Resume();
-      if (rs.ok()) return probe_write();
-      // Busy: RocksDB is recovering by itself (a full disk, once there is room).
-      if (rs.IsBusy() || rs.IsNoSpace())
-        return status::error("RocksDB is recovering: " + rs.ToString(), classify(rs));
-    }
-  }
-  // An error RocksDB does not resume from (an I/O error on its WAL is fatal
-  // to the open DB), or a reopen that failed: once the disk takes a write
-  // again, reopen. That replays the WAL up to its last good record.
+  // Not RocksDB's Resume(): an I/O error on the WAL is fatal to the open DB,
+  // and after a full disk RocksDB's own recovery may clear the error while
+  // the WAL's file writer still remembers it, so that the next write aborts
+  // the process (an assertion Debian's build keeps; seen here under load on
+  // a full tmpfs). A reopen starts with fresh writers and replays the WAL up
+  // to its last good record. Only once the disk takes a write again, and has
+  // room for the replay's flush (about the WAL's size), so that a reopen
+  // that cannot finish does not leave queries without a database.
   auto* env = env_ ? env_.get() : rocksdb::Env::Default();
   if (auto ps = probe_file(env, opts_.path); !ps.ok())
     return status::error("storage still refuses writes: " + ps.ToString(), classify(ps));
+  std::error_code ec;
+  std::uintmax_t wal = 0;
+  for (const auto& e : std::filesystem::directory_iterator(opts_.path, ec))
+    if (e.path().extension() == ".log") wal += e.file_size(ec);
+  auto space = std::filesystem::space(opts_.path, ec);
+  if (!ec && space.available < wal + (wal >> 2))
+    return status::error("waiting for room to replay the WAL: " + std::to_string(wal >> 20) +
+                           " MiB of WAL, " + std::to_string(space.available >> 20) + " MiB free",
+                         fault::no_space);
   std::unique_lock lk(mtx_);
   close_db();
   if (auto st = open_db(); !st) return st;

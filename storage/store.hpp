@@ -100,11 +100,10 @@ class store {
   // False after a reopen() that failed: nothing may touch db() then.
   bool is_open() const { return db_ != nullptr; }
 
-  // After a write failed: whether storage takes writes again. Asks RocksDB to
-  // resume (it recovers from a full disk by itself once there is room), then
-  // writes a probe record; if RocksDB stays in an error it cannot resume from
-  // (an I/O error on its WAL is fatal to the open DB), closes and reopens the
-  // database, which replays the WAL up to the last good record. Takes the
+  // After a write failed: whether storage takes writes again. Once a probe
+  // file can be written and synced in the storage directory and there is
+  // room for replaying the WAL, closes and reopens the database (replaying
+  // the WAL up to its last good record) and writes a probe record. Takes the
   // locks it needs: call it without holding lock().
   status recover();
 
@@ -137,6 +136,7 @@ class store {
   store_options opts_;
   std::unique_ptr<rocksdb::Env> env_;  // with fault injection: the wrapped file system
   mutable std::shared_mutex mtx_;
+  std::mutex write_mtx_;  // RocksDB writes one at a time (store.cpp, write())
   rocksdb::DB* db_ = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // default, readings, rollups, meta, log
   bool sync_ = false;
