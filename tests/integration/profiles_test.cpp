@@ -1,5 +1,5 @@
 // pulse-sim's battery and host profiles, --phases and --subscribe against a
-// real node.
+// real node; the dashboard's files served by the node.
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -143,4 +143,22 @@ TEST_CASE("pulse-sim --phases ramps the rate, and bad profile, phases and jitter
     INFO(sim.err());
     CHECK_FALSE(sim.err().empty());
   }
+}
+
+TEST_CASE("the dashboard's files are served by the node itself") {
+  test::temp_dir dir;
+  auto node = test::start_node(dir.path() + "/db");
+  auto page = get(node, "/");
+  CHECK(page.status == 200);
+  CHECK(page.body.find("<script src=\"/app.js\">") != std::string::npos);
+  auto js = get(node, "/app.js");
+  CHECK(js.status == 200);
+  CHECK(js.body.find("subscribe") != std::string::npos);
+  CHECK(js.content_type.find("javascript") != std::string::npos);
+  CHECK(page.content_type.find("text/html") != std::string::npos);
+  CHECK(get(node, "/style.css").status == 200);
+  CHECK(get(node, "/nope.js").status == 404);
+  // never HTML from data: the page writes ids, metrics and meta as text only
+  CHECK(js.body.find("innerHTML") == std::string::npos);
+  CHECK(js.body.find("insertAdjacentHTML") == std::string::npos);
 }
