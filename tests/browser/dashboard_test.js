@@ -8,7 +8,8 @@
 //   3. a chart draws (the canvas has pixels of the data line),
 //   4. a host's gauges and a battery's panel show,
 //   5. meta values are text, never HTML,
-//   6. with 2,000 devices the page stays responsive (repaints and a search, timed).
+//   6. with 2,000 devices the page stays responsive (repaints and a search, timed),
+//   7. against a node with auth on it asks for a reader token, then works with one.
 // Saves a screenshot (--screenshot=FILE). Prints the figures. Exit 0 = pass.
 //
 // usage: node dashboard_test.js --node-bin=PATH --sim-bin=PATH [--screenshot=FILE] [--devices=2000]
@@ -222,6 +223,39 @@ async function main() {
       await page.screenshot({ path: args.screenshot, fullPage: true });
       console.log(`screenshot: ${args.screenshot}`);
     }
+    if (errors.length) fail('page errors: ' + errors.join('; '));
+
+    // 7. A node with auth on: the page says it needs a reader token, and
+    //    works once one is pasted (Bearer for HTTP, hello for the WebSocket).
+    fs.writeFileSync(`${tmp}/tokens`, 'device * browser-device-token-1\nreader browser-reader-token-1\n', { mode: 0o600 });
+    const secured = run(args['node-bin'], ['--node.name=browser-auth', '--net.port=0', `--storage.path=${tmp}/db-auth`,
+                                           '--log.level=warn', `--auth.tokens-file=${tmp}/tokens`], 'pulse-node (auth)');
+    const line2 = await until('"listening on" from the node with auth', () => {
+      if (secured.exitCode !== null) fail(`pulse-node with auth exited ${secured.exitCode}: ${secured.err}`);
+      return secured.out.split('\n').find((l) => l.includes('listening on'));
+    }, 30e3);
+    const url2 = `http://127.0.0.1:${line2.slice(line2.lastIndexOf(':') + 1)}/`;
+    const post2 = await fetch(`${url2}api/v1/readings`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: 'Bearer browser-device-token-1' },
+      body: JSON.stringify([{ device: 'secured-1', seq: 1, values: { v: 42 } }]),
+    });
+    if (post2.status !== 200) fail(`POST with a device token answered ${post2.status}`);
+    const page2 = await browser.newPage();
+    page2.on('pageerror', (e) => errors.push(String(e)));
+    await page2.goto(url2);
+    const said = await until('the "needs a reader token" message', () => page2.evaluate(() => {
+      const m = document.getElementById('auth-msg');
+      return !m.hidden && m.textContent.includes('reader token') ? m.textContent : null;
+    }), 20e3);
+    console.log(`auth on, no token: "${said}"`);
+    await page2.fill('#token', 'browser-reader-token-1');
+    await page2.click('#token-form button');
+    await until('secured-1 listed with the token, message gone', () => page2.evaluate(() => {
+      const ids = [...document.querySelectorAll('#devices td.id')].map((td) => td.textContent);
+      return ids.includes('secured-1') && document.getElementById('auth-msg').hidden &&
+        document.getElementById('ws-status').textContent.startsWith('live');
+    }), 20e3);
+    console.log('with the reader token: device listed, WebSocket live');
     if (errors.length) fail('page errors: ' + errors.join('; '));
   } finally {
     await browser.close();
