@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <iterator>
 
 #include "net/http_client.hpp"
 #include "tests/support/process.hpp"
@@ -74,6 +75,14 @@ TEST_CASE("pulse-sim battery profile: values in range, stored, pushed to --subsc
   CHECK(acked == j["acked"].get<std::uint64_t>());
   CHECK(pushed == push["latency_ms"]["count"].get<std::uint64_t>());
   CHECK(j["series"].size() >= 3);
+  // bench/plot draws this real report: throughput, ack and push latency lines
+  test::child plot("/usr/bin/python3", {test::source_dir() + "/bench/plot", dir.path() + "/report.json",
+                                        dir.path() + "/report.svg"});
+  REQUIRE(plot.wait(60s) == 0);
+  std::ifstream svg_in{dir.path() + "/report.svg"};
+  std::string svg{std::istreambuf_iterator<char>(svg_in), {}};
+  CHECK(svg.find("push p99") != std::string::npos);
+  CHECK(svg.find("<polyline") != std::string::npos);
 
   auto d = get_json(node, "/api/v1/devices/sim-battery-0");
   auto& v = d["latest"]["values"];
