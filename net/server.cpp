@@ -632,7 +632,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
     }
     if (path == "/metrics" && get)
       return send(200, "text/plain; version=0.0.4", shared_->b.metrics_text());
-    if (path == "/" && get) return send(200, "text/html; charset=utf-8", dashboard_html());
+    if (get)
+      if (auto* asset = find_web_asset(path))
+        return send(200, asset->content_type, std::string(asset->body));
     if (path.rfind("/admin/", 0) == 0) return handle_admin(req.method(), path, target);
     if (path.rfind("/api/", 0) == 0) {
       std::string method(req.method_string());

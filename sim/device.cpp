@@ -20,6 +20,7 @@
 #include <caf/all.hpp>
 
 #include "net/ws_client.hpp"
+#include "sim/profiles.hpp"
 #include "sim/server_message.hpp"
 #include "wire/codec.hpp"
 
@@ -56,14 +57,17 @@ enum class link_state {
   closing,     // we asked to close; gone follows
 };
 
-constexpr const char* meter_metrics[4] = {"voltage", "current", "power", "energy"};
-using meter_values = std::array<double, 4>;
+// battery: simulated seconds per real second, so a charge/discharge cycle
+// takes minutes on a dashboard instead of hours.
+constexpr double battery_time_scale = 30;
 
 struct inflight {
   std::uint64_t first_seq = 0;  // meter; replay frames may carry no seq
   std::uint64_t last_seq = 0;
   std::int64_t ts = 0;                // meter: one ts per frame
-  std::vector<meter_values> values;   // meter: kept to resend, renumbered if need be
+  // generated profiles: readings × metrics values, kept to resend (renumbered if need be)
+  std::vector<double> values;
+  bool meta = false;                  // the first reading carries the device's meta
   std::size_t frame = 0;              // replay: index into the script
   clock::time_point sent;             // last (re)send, for the ack latency
   frame_expect expect;
@@ -87,11 +91,18 @@ struct device_state {
   bool opened_once = false;
   bool welcomed_once = false;
   std::minstd_rand jitter;
-  // meter profile
+  // generated profiles (meter, battery, host)
   std::mt19937_64 rng;
+  const std::vector<std::string>* metrics = nullptr;
   double energy = 0;
+  battery_model battery;
+  cpu_times host_cpu;
+  double host_last[5] = {};
+  bool meta_due = false;     // send the meta with the next frame (after each welcome)
   std::uint64_t seq = 0;     // last seq handed out
   clock::time_point next_tick;
+  clock::time_point last_tick;  // --phases: readings are earned since then
+  double credit = 0;            // --phases: readings earned, not sent yet
   // replay profile
   std::shared_ptr<const replay_script> script;
   std::size_t next_frame = 0;
@@ -107,6 +118,7 @@ struct device_state {
   device_expectation acked;
   device_result result;
   std::vector<float> latencies;
+  std::vector<ack_sample> samples;
   std::map<std::string, std::uint64_t> errors;
   std::string buf;
 };
@@ -132,6 +144,7 @@ void finish(device_ptr self) {
     st.t->results[st.id] = st.result;
     for (auto& [code, n] : st.errors) st.t->errors[code] += n;
     st.t->latencies_ms.insert(st.t->latencies_ms.end(), st.latencies.begin(), st.latencies.end());
+    st.t->samples.insert(st.t->samples.end(), st.samples.begin(), st.samples.end());
     if (refused > 0)
       st.t->problems.push_back(st.id + ": " + std::to_string(refused) +
                                " readings refused (overloaded) and not stored");
@@ -183,24 +196,48 @@ void schedule_redial(device_ptr self, const std::string& reason) {
   self->delayed_send(self, delay, redial_atom::value, st.gen);
 }
 
+// One reading's values of the device's profile into out[0..metrics).
 // meter: voltage, current, power, energy; values that do not repeat, so sums check something.
+void next_values(device_state& st, double* out) {
+  if (st.cfg.profile == "battery") {
+    double per_reading = st.cfg.rate > 0 ? 1.0 / st.cfg.rate : 0.01;
+    st.battery.step(per_reading * battery_time_scale, st.rng, out);
+    return;
+  }
+  if (st.cfg.profile == "host") {
+    std::string error;
+    // Checked at start-up; should /proc become unreadable, the last values are sent again.
+    if (read_host(st.host_cpu, out, error)) std::copy(out, out + 5, st.host_last);
+    else std::copy(st.host_last, st.host_last + 5, out);
+    return;
+  }
+  std::normal_distribution<double> noise(0.0, 1.0);
+  double voltage = 230.0 + noise(st.rng) * 2.0;
+  double current = 5.0 + noise(st.rng) * 0.5;
+  double power = voltage * current;
+  st.energy += power / 3600.0;
+  out[0] = voltage;
+  out[1] = current;
+  out[2] = power;
+  out[3] = st.energy;
+}
+
 inflight new_meter_frame(device_state& st, std::size_t n) {
   inflight f;
-  std::normal_distribution<double> noise(0.0, 1.0);
+  auto& names = *st.metrics;
+  auto m = names.size();
   f.ts = wall_ms();
-  f.values.reserve(n);
+  f.values.resize(n * m);
+  f.meta = st.meta_due && !st.cfg.meta.empty();
+  st.meta_due = false;
   for (std::size_t i = 0; i < n; ++i) {
-    double voltage = 230.0 + noise(st.rng) * 2.0;
-    double current = 5.0 + noise(st.rng) * 0.5;
-    double power = voltage * current;
-    st.energy += power / 3600.0;
-    meter_values v = {voltage, current, power, st.energy};
-    for (int m = 0; m < 4; ++m) {
-      auto& tot = f.expect.totals.metrics[meter_metrics[m]];
+    double* v = f.values.data() + i * m;
+    next_values(st, v);
+    for (std::size_t k = 0; k < m; ++k) {
+      auto& tot = f.expect.totals.metrics[names[k]];
       tot.count++;
-      tot.sum.add(v[m]);
+      tot.sum.add(v[k]);
     }
-    f.values.push_back(v);
   }
   f.first_seq = st.seq + 1;
   st.seq += n;
@@ -213,15 +250,18 @@ inflight new_meter_frame(device_state& st, std::size_t n) {
 
 // The frame's text from its values, so a resend is byte for byte the first
 // send unless it was renumbered.
-void meter_text(const std::string& id, const inflight& f, std::string& b) {
+void meter_text(const std::string& id, const std::vector<std::string>& names,
+                const std::string& meta, const inflight& f, std::string& b) {
   b.clear();
-  bool batch = f.values.size() > 1;
+  auto m = names.size();
+  auto n = f.values.size() / m;
+  bool batch = n > 1;
   if (batch) {
     b += "{\"device\":\"";
     b += id;
     b += "\",\"readings\":[";
   }
-  for (std::size_t i = 0; i < f.values.size(); ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     if (i > 0) b += ',';
     b += '{';
     if (!batch) {
@@ -234,14 +274,19 @@ void meter_text(const std::string& id, const inflight& f, std::string& b) {
     b += ",\"ts\":";
     wire::append_json_number(b, static_cast<std::uint64_t>(f.ts));
     b += ",\"values\":{";
-    for (int m = 0; m < 4; ++m) {
-      if (m) b += ',';
+    for (std::size_t k = 0; k < m; ++k) {
+      if (k) b += ',';
       b += '"';
-      b += meter_metrics[m];
+      b += names[k];
       b += "\":";
-      wire::append_json_number(b, f.values[i][m]);
+      wire::append_json_number(b, f.values[i * m + k]);
     }
-    b += "}}";
+    b += '}';
+    if (i == 0 && f.meta) {
+      b += ",\"meta\":";
+      b += meta;
+    }
+    b += '}';
   }
   if (batch) b += "]}";
 }
@@ -250,7 +295,7 @@ void send_meter_frame(device_ptr self) {
   auto& st = self->state;
   auto f = new_meter_frame(st, st.cfg.batch);
   f.sent = clock::now();
-  meter_text(st.id, f, st.buf);
+  meter_text(st.id, *st.metrics, st.cfg.meta, f, st.buf);
   st.inflight_readings += f.expect.readings;
   st.t->sent.fetch_add(f.expect.readings, std::memory_order_relaxed);
   st.t->frames_sent.fetch_add(1, std::memory_order_relaxed);
@@ -302,9 +347,17 @@ void schedule_replay(device_ptr self) {
 // means something; a frame found stored by a welcome spans the outage and is
 // left out of the latency figures.
 void complete(device_state& st, const inflight& f, bool measured) {
-  if (measured)
-    st.latencies.push_back(std::chrono::duration<float, std::milli>(clock::now() - f.sent).count());
-  else
+  auto now = clock::now();
+  ack_sample sample;
+  sample.second = static_cast<std::uint32_t>(
+    std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(now - st.t->start).count()));
+  sample.readings = static_cast<std::uint32_t>(f.expect.readings);
+  if (measured) {
+    sample.ms = std::chrono::duration<float, std::milli>(now - f.sent).count();
+    st.latencies.push_back(sample.ms);
+  }
+  st.samples.push_back(sample);
+  if (!measured)
     st.t->resumed.fetch_add(f.expect.readings, std::memory_order_relaxed);
   merge_expectation(st.acked, f.expect.totals);
   st.t->acked.fetch_add(f.expect.readings, std::memory_order_relaxed);
@@ -324,7 +377,7 @@ void resend(device_state& st, inflight& f) {
     st.ws->send(st.script->frames[f.frame].text);
     return;
   }
-  meter_text(st.id, f, st.buf);
+  meter_text(st.id, *st.metrics, st.cfg.meta, f, st.buf);
   st.ws->send(st.buf);
 }
 
@@ -349,7 +402,7 @@ void resume_meter(device_state& st, std::uint64_t node_last_seq) {
   // New seqs above every seq handed out, so they go last and keep q in order.
   for (auto& f : renumbered) {
     f.first_seq = st.seq + 1;
-    st.seq += f.values.size();
+    st.seq += f.values.size() / st.metrics->size();
     f.last_seq = st.seq;
     keep.push_back(std::move(f));
   }
@@ -381,8 +434,9 @@ void start(device_ptr self) {
   }
   if (st.script) {
     send_replay_frame(self);
-  } else if (st.cfg.rate > 0) {
+  } else if (st.cfg.rate > 0 || !st.cfg.phases.empty()) {
     st.next_tick = clock::now();
+    st.last_tick = st.next_tick;
     self->send(self, tick_atom::value, st.gen);
   } else {
     fill_window(self);
@@ -397,6 +451,7 @@ void on_welcome(device_ptr self, std::uint64_t node_last_seq) {
   st.attempt = 0;
   st.welcomed_on_link = true;
   st.acked_on_link = false;
+  st.meta_due = true;
   if (!st.welcomed_once) {
     st.welcomed_once = true;
     // Resume after what the node already holds.
@@ -515,6 +570,8 @@ caf::behavior device_actor(device_ptr self, boost::asio::io_context* ioc, run_se
   st.id = std::move(id);
   st.ioc = ioc;
   st.rng.seed(seed);
+  st.metrics = &profile_metrics(st.cfg.profile);
+  if (st.cfg.profile == "battery") st.battery = battery_model::make(st.rng);
   // Not from `seed`: replay devices share one, and equal jitter would bring
   // them back in lockstep.
   auto jitter_seed = std::random_device{}() ^ std::hash<std::string>{}(st.id);
@@ -598,10 +655,37 @@ caf::behavior device_actor(device_ptr self, boost::asio::io_context* ioc, run_se
         send_replay_frame(self);
         return;
       }
-      if (st.inflight_readings + st.cfg.batch <= st.cfg.window) send_meter_frame(self);
-      else st.errors["window_full"]++;
-      auto period = std::chrono::duration<double>(static_cast<double>(st.cfg.batch) / st.cfg.rate);
-      st.next_tick += std::chrono::duration_cast<clock::duration>(period);
+      if (!st.cfg.phases.empty()) {
+        // A ramp: the rate changes all the time (and starts near 0, where one
+        // interval would be seconds long), so the device earns readings at the
+        // current rate and looks again every 100 ms at the latest.
+        auto now = clock::now();
+        double rate = phase_rate(st.cfg.phases, std::chrono::duration<double>(now - st.t->start).count());
+        double earned = rate * std::chrono::duration<double>(now - st.last_tick).count();
+        if (st.cfg.jitter > 0) {
+          std::uniform_real_distribution<double> spread(1 - st.cfg.jitter, 1 + st.cfg.jitter);
+          earned *= spread(st.jitter);
+        }
+        st.last_tick = now;
+        // At most a second's worth banked, so a stall is not followed by a burst.
+        st.credit = std::min(st.credit + earned, std::max<double>(st.cfg.batch, rate));
+        while (st.credit >= st.cfg.batch) {
+          st.credit -= st.cfg.batch;
+          if (st.inflight_readings + st.cfg.batch <= st.cfg.window) send_meter_frame(self);
+          else st.errors["window_full"]++;
+        }
+        double wait = rate > 0 ? std::min(0.1, st.cfg.batch / rate) : 0.1;
+        st.next_tick = now + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(wait));
+      } else {
+        if (st.inflight_readings + st.cfg.batch <= st.cfg.window) send_meter_frame(self);
+        else st.errors["window_full"]++;
+        double period = static_cast<double>(st.cfg.batch) / st.cfg.rate;
+        if (st.cfg.jitter > 0) {
+          std::uniform_real_distribution<double> spread(1 - st.cfg.jitter, 1 + st.cfg.jitter);
+          period *= spread(st.jitter);
+        }
+        st.next_tick += std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(period));
+      }
       auto delay =
         std::chrono::duration_cast<std::chrono::microseconds>(st.next_tick - clock::now());
       self->delayed_send(self, std::max(delay, std::chrono::microseconds(0)), tick_atom::value,

@@ -1,5 +1,6 @@
-// pulse-sim: the actor-based client simulator. Load generator (profile
-// `meter`), file replayer (`replay FILE`: XLSX, CSV, NDJSON) and end-to-end
+// pulse-sim: the actor-based client simulator. Load generator (profiles
+// `meter`, `battery`, `host`; rate ramps in phases; simulated dashboards
+// with --subscribe), file replayer (`replay FILE`: XLSX, CSV, NDJSON) and end-to-end
 // verifier (`--verify`).
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "node/config_file.hpp"
 #include "sim/device.hpp"
 #include "sim/replay.hpp"
+#include "sim/watchers.hpp"
 #include "wire/codec.hpp"
 
 namespace {
@@ -38,7 +40,7 @@ struct sim_config : caf::actor_system_config {
   std::string profile = "meter";
   std::string file;
   std::string format;
-  std::string prefix = "sim-meter-";
+  std::string prefix;  // "" = sim-<profile>-
   double speed = 0;
   std::string report;
   bool verify = false;
@@ -48,6 +50,9 @@ struct sim_config : caf::actor_system_config {
   caf::timespan reconnect_max = run_settings{}.reconnect_max;
   std::size_t reconnect_attempts = run_settings{}.reconnect_attempts;
   std::string token;
+  std::string phases;
+  double jitter = 0;
+  std::size_t subscribe = 0;
 
   std::string check_file() const { return pulse::check_config_file(custom_options_, config_file_path); }
 
@@ -65,10 +70,10 @@ struct sim_config : caf::actor_system_config {
       .add(duration, "duration", "how long to send (meter profile), e.g. 10s")
       .add(ramp_up, "ramp-up", "spread device connects over this time")
       .add(drain, "drain", "after the run, wait this long for outstanding acks")
-      .add(profile, "profile", "meter or replay")
+      .add(profile, "profile", "meter, battery, host or replay")
       .add(file, "file", "replay: XLSX, CSV or NDJSON file")
       .add(format, "format", "replay: xlsx, csv or ndjson (default: from the extension)")
-      .add(prefix, "prefix", "meter: device id prefix")
+      .add(prefix, "prefix", "device id prefix (default sim-<profile>-)")
       .add(speed, "speed", "replay: 0 = as fast as acks allow, N = N x real time")
       .add(report, "report", "write a JSON report to this file")
       .add(verify, "verify", "after the run, check through the HTTP API that every acked reading is stored")
@@ -80,17 +85,23 @@ struct sim_config : caf::actor_system_config {
       .add(reconnect_attempts, "reconnect-attempts",
            "reconnects in a row without a welcome before a device gives up; 0 = never")
       .add(token, "token",
-           "auth token: sent in every hello, and as Authorization: Bearer by --verify");
+           "auth token: sent in every hello, and as Authorization: Bearer by --verify")
+      .add(phases, "phases",
+           "rate ramps FROM:TO:DURATION[,...][xN] in readings/s per device; replaces --rate and --duration")
+      .add(jitter, "jitter", "each device's send interval x uniform(1-J, 1+J), 0..0.9")
+      .add(subscribe, "subscribe",
+           "simulated dashboards subscribing to the devices' prefix; push latency in the summary");
   }
 };
 
 const char* usage =
-  "usage: pulse-sim [options]              meter profile: --devices --rate --batch --duration\n"
+  "usage: pulse-sim [options]              --profile=meter|battery|host: --devices --rate --batch --duration\n"
   "       pulse-sim replay FILE [options]  replay an XLSX (OCPP MeterValues), CSV or NDJSON file\n"
   "options: --node=HOST:PORT --devices=N --rate=R (0 = max) --batch=N --window=N --duration=10s\n"
   "         --ramp-up=2s --drain=15s --speed=X --report=FILE --verify --io-threads=N --quiet\n"
   "         --reconnect-min=100ms --reconnect-max=5s --reconnect-attempts=12 (0 = never give up)\n"
   "         --token=T (auth: in each hello and, for --verify, as a bearer token)\n"
+  "         --phases=1:50:10s,50:50:30s[x2] --jitter=0.2 --subscribe=N (simulated dashboards)\n"
   "         --config-file=configs/pulse-sim.ini (every option can also live there)\n";
 
 double percentile(const std::vector<float>& sorted, double p) {
@@ -99,6 +110,38 @@ double percentile(const std::vector<float>& sorted, double p) {
   return sorted[std::min(sorted.size() - 1, i == 0 ? 0 : i - 1)];
 }
 
+nlohmann::json latency_json(std::vector<float>& v) {
+  std::sort(v.begin(), v.end());
+  return {{"count", v.size()}, {"p50", percentile(v, 50)}, {"p99", percentile(v, 99)},
+          {"max", v.empty() ? 0.0 : v.back()}};
+}
+
+// Per second since the start: readings and frames settled, ack latency, and
+// (with --subscribe) updates pushed and their end-to-end latency.
+nlohmann::json per_second_series(const std::vector<ack_sample>& samples, const push_stats* push) {
+  std::uint32_t last = 0;
+  for (auto& s : samples) last = std::max(last, s.second);
+  if (push)
+    for (auto s : push->second) last = std::max(last, s);
+  if (samples.empty() && (!push || push->second.empty())) return nlohmann::json::array();
+  std::vector<std::uint64_t> readings(last + 1), frames(last + 1);
+  std::vector<std::vector<float>> lat(last + 1), pushed(last + 1);
+  for (auto& s : samples) {
+    readings[s.second] += s.readings;
+    frames[s.second]++;
+    if (s.ms >= 0) lat[s.second].push_back(s.ms);
+  }
+  if (push)
+    for (std::size_t i = 0; i < push->second.size(); ++i) pushed[push->second[i]].push_back(push->e2e_ms[i]);
+  auto series = nlohmann::json::array();
+  for (std::uint32_t t = 0; t <= last; ++t) {
+    nlohmann::json row = {{"t", t}, {"acked", readings[t]}, {"frames", frames[t]},
+                          {"ack_latency_ms", latency_json(lat[t])}};
+    if (push) row["push_latency_ms"] = latency_json(pushed[t]);
+    series.push_back(std::move(row));
+  }
+  return series;
+}
 
 // Checks that every acked reading is stored: per device and metric, count and
 // sum over the acked readings' time span. Returns the number of mismatches.
@@ -267,9 +310,44 @@ int main(int argc, char** argv) {
                  "--reconnect-min\n";
     return 2;
   }
-  if (rs.profile != "meter" && rs.profile != "replay") {
-    std::cerr << "pulse-sim: --profile must be meter or replay\n";
+  if (!generated_profile(rs.profile) && rs.profile != "replay") {
+    std::cerr << "pulse-sim: --profile must be meter, battery, host or replay\n";
     return 2;
+  }
+  if (rs.prefix.empty()) rs.prefix = "sim-" + rs.profile + "-";
+  if (!cfg.phases.empty()) {
+    std::string error;
+    if (!parse_phases(cfg.phases, rs.phases, error)) {
+      std::cerr << "pulse-sim: --phases: " << error << "\n";
+      return 2;
+    }
+    rs.duration = std::chrono::milliseconds(static_cast<std::int64_t>(phases_seconds(rs.phases) * 1000));
+  }
+  if (!(cfg.jitter >= 0 && cfg.jitter <= 0.9)) {
+    std::cerr << "pulse-sim: --jitter must be 0..0.9\n";
+    return 2;
+  }
+  rs.jitter = cfg.jitter;
+  if (cfg.subscribe > 1000) {
+    std::cerr << "pulse-sim: --subscribe must be 0..1000\n";
+    return 2;
+  }
+  if (rs.profile == "host") {
+    // The machine's own figures, once a second, with its description as meta.
+    cpu_times cpu;
+    double probe[5];
+    std::string error;
+    if (!read_host(cpu, probe, error)) {
+      std::cerr << "pulse-sim: --profile=host: " << error << "\n";
+      return 2;
+    }
+    if (!rs.phases.empty() || cfg.rate != 10 || cfg.batch != 1)
+      std::cerr << "pulse-sim: --profile=host sends one reading a second; --rate, --batch and --phases are ignored\n";
+    rs.rate = 1;
+    rs.batch = 1;
+    rs.phases.clear();
+    rs.duration = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.duration);
+    rs.meta = host_meta_json();
   }
   if (rs.rate < 0 || rs.devices == 0 || rs.devices > 19000) {
     std::cerr << "pulse-sim: --rate must be >= 0 and --devices 1..19000\n";
@@ -303,9 +381,18 @@ int main(int argc, char** argv) {
 
   tally t;
   std::vector<caf::actor> devices;
-  auto start = std::chrono::steady_clock::now();
+  auto start = t.start;
+  auto push = std::make_shared<push_stats>();
+  std::unique_ptr<watchers> dashboards;
+  if (cfg.subscribe > 0) {
+    // Subscribed before the devices start, so that every update is seen.
+    dashboards = std::make_unique<watchers>(ioc, rs.host, rs.port, rs.token,
+                                            rs.profile == "replay" ? std::string{"*"} : rs.prefix + "*", push);
+    dashboards->start(cfg.subscribe);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
   auto start_wall = std::chrono::system_clock::now();
-  if (rs.profile == "meter") {
+  if (rs.profile != "replay") {
     for (std::size_t i = 0; i < rs.devices; ++i) {
       auto delay = rs.ramp_up * static_cast<long>(i) / static_cast<long>(rs.devices);
       devices.push_back(spawn_meter_device(sys, ioc, rs, t, rs.prefix + std::to_string(i),
@@ -318,7 +405,7 @@ int main(int argc, char** argv) {
   // Progress, once a second, until the devices are done.
   bool tty = isatty(STDERR_FILENO);
   auto send_until = start + rs.duration + rs.ramp_up;
-  auto hard_stop = rs.profile == "meter" ? send_until + rs.drain + std::chrono::seconds(5)
+  auto hard_stop = rs.profile != "replay" ? send_until + rs.drain + std::chrono::seconds(5)
                                          : start + std::chrono::hours(24);
   bool stop_sent = false;
   std::uint64_t last_acked = 0;
@@ -326,7 +413,7 @@ int main(int argc, char** argv) {
   while (t.finished.load() < devices.size()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     auto now = std::chrono::steady_clock::now();
-    if (!stop_sent && rs.profile == "meter" && now >= send_until) {
+    if (!stop_sent && rs.profile != "replay" && now >= send_until) {
       for (auto& d : devices) stop_device(d);
       stop_sent = true;
     }
@@ -351,6 +438,11 @@ int main(int argc, char** argv) {
   if (!cfg.quiet && tty) std::fputc('\n', stderr);
   for (auto& d : devices) caf::anon_send_exit(d, caf::exit_reason::user_shutdown);
   devices.clear();
+  if (dashboards) {
+    // The last updates are pushed after the last acks.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    dashboards->stop();
+  }
   work.reset();
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ioc.stop();
@@ -362,7 +454,7 @@ int main(int argc, char** argv) {
   auto& lat = t.latencies_ms;
   std::sort(lat.begin(), lat.end());
   double secs = std::chrono::duration<double>(end - start).count();
-  if (rs.profile == "meter") secs = std::min(secs, std::chrono::duration<double>(rs.duration + rs.ramp_up).count());
+  if (rs.profile != "replay") secs = std::min(secs, std::chrono::duration<double>(rs.duration + rs.ramp_up).count());
   auto sent = t.sent.load(), acked = t.acked.load();
   // sent == acked + refused + unconfirmed: resends count once.
   auto settled = acked + t.rejected.load();
@@ -393,6 +485,22 @@ int main(int argc, char** argv) {
   std::printf("  %-22s p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n", "ack latency",
               percentile(lat, 50), percentile(lat, 90), percentile(lat, 99), percentile(lat, 99.9),
               lat.empty() ? 0.0 : lat.back());
+  std::lock_guard<std::mutex> push_guard{push->mtx};
+  nlohmann::json push_json;
+  if (cfg.subscribe > 0) {
+    auto e2e = push->e2e_ms, server = push->server_ms;
+    auto e = latency_json(e2e), s = latency_json(server);
+    std::printf("  %-22s %llu of %zu subscribers, %llu updates, snapshots of %llu devices\n", "pushes",
+                (unsigned long long)push->opened, cfg.subscribe, (unsigned long long)push->updates,
+                (unsigned long long)push->snapshot_devices);
+    std::printf("  %-22s p50 %.0f  p99 %.0f  max %.0f ms (reading ts to push received; node's own: p50 %.0f p99 %.0f)\n",
+                "push latency", e["p50"].get<double>(), e["p99"].get<double>(), e["max"].get<double>(),
+                s["p50"].get<double>(), s["p99"].get<double>());
+    for (auto& p : push->problems) std::printf("  subscriber problem: %s\n", p.c_str());
+    push_json = {{"subscribers", cfg.subscribe}, {"opened", push->opened}, {"updates", push->updates},
+                 {"snapshot_devices", push->snapshot_devices}, {"latency_ms", e}, {"node_latency_ms", s},
+                 {"problems", push->problems}};
+  }
   for (std::size_t i = 0; i < std::min<std::size_t>(t.problems.size(), 10); ++i)
     std::printf("  problem: %s\n", t.problems[i].c_str());
   if (t.problems.size() > 10) std::printf("  ... %zu problems in all\n", t.problems.size());
@@ -401,7 +509,7 @@ int main(int argc, char** argv) {
     {"profile", rs.profile},
     {"node", cfg.node},
     {"started", std::chrono::duration_cast<std::chrono::milliseconds>(start_wall.time_since_epoch()).count()},
-    {"devices", rs.profile == "meter" ? rs.devices : scripts.size()},
+    {"devices", rs.profile != "replay" ? rs.devices : scripts.size()},
     {"readings_per_frame", rs.batch},
     {"rate_per_device", rs.rate},
     {"connected", t.connected.load()},
@@ -423,7 +531,14 @@ int main(int argc, char** argv) {
      {{"p50", percentile(lat, 50)}, {"p90", percentile(lat, 90)}, {"p99", percentile(lat, 99)},
       {"p999", percentile(lat, 99.9)}, {"max", lat.empty() ? 0.0 : lat.back()}}},
     {"problems", t.problems.size()},
+    {"jitter", rs.jitter},
+    {"series", per_second_series(t.samples, cfg.subscribe > 0 ? push.get() : nullptr)},
   };
+  if (!rs.phases.empty()) {
+    auto& ph = report["phases"] = nlohmann::json::array();
+    for (auto& p : rs.phases) ph.push_back({{"from", p.from}, {"to", p.to}, {"seconds", p.seconds}});
+  }
+  if (cfg.subscribe > 0) report["push"] = push_json;
   auto& per_device = report["per_device"] = nlohmann::json::object();
   for (auto& [id, r] : t.results) per_device[id] = {{"acked", r.acked}, {"last_seq", r.last_seq}};
   int rc = 0;

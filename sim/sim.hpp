@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "sim/profiles.hpp"
 #include "sim/replay.hpp"
 
 namespace pulse::sim {
@@ -37,6 +38,17 @@ struct run_settings {
   std::chrono::milliseconds reconnect_max{5000};
   std::size_t reconnect_attempts = 12;  // in a row without a welcome; 0 = never give up
   std::string token;  // auth: in each hello, and as the bearer token of --verify
+  std::vector<phase> phases;  // rate ramps (replace `rate` when not empty)
+  double jitter = 0;          // each send interval × uniform(1 − jitter, 1 + jitter)
+  std::string meta;           // compact JSON object sent as `meta` after each welcome; "" = none
+};
+
+// One settled frame: when (seconds since the run started), how many readings,
+// and its ack latency (negative when it was found stored by a welcome).
+struct ack_sample {
+  std::uint32_t second = 0;
+  std::uint32_t readings = 0;
+  float ms = -1;
 };
 
 // The ceiling of reconnect attempt `attempt` (0-based): min * 2^attempt, at most max.
@@ -128,6 +140,7 @@ struct device_result {
 // Accounting at the end: sent == acked + rejected + unconfirmed, where resent
 // readings count once in `sent` (and again in `resent`).
 struct tally {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::atomic<std::uint64_t> connected{0};    // devices that connected at least once
   std::atomic<std::uint64_t> disconnects{0};  // connections lost (any cause)
   std::atomic<std::uint64_t> reconnects{0};   // welcomes after a lost connection
@@ -143,6 +156,7 @@ struct tally {
   std::map<std::string, std::uint64_t> errors;  // by code
   std::map<std::string, std::uint64_t> closes;  // ended connections by cause ("1013", "lost", ...)
   std::vector<float> latencies_ms;              // per acked frame
+  std::vector<ack_sample> samples;              // per settled frame, for the per-second series
   std::map<std::string, device_expectation> expected;  // acked readings per device
   std::map<std::string, device_result> results;        // per device
   std::vector<std::string> problems;            // unexpected events, for the summary
