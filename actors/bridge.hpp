@@ -51,7 +51,7 @@ using http_callback = std::function<void(http_reply)>;
 
 // Settings the actors need (filled from the node's configuration).
 struct node_settings {
-  std::string node_name = "node";
+  std::string node_name = "node-a";
   std::string storage_path = "var/pulse";
   bool storage_sync = false;
   std::size_t shards = 2;

@@ -21,7 +21,7 @@ done
 line=$(grep "listening on" var/pulse-node.out)
 echo "$line"
 addr=${line##* }
-"$build_dir/sim/pulse-sim" --config-file=configs/pulse-sim.ini --node="$addr" --verify --report=var/sim-report.json
+"$build_dir/sim/pulse-sim" --config-file=configs/pulse-sim.ini --node="$addr" --devices=100 --rate=50 --duration=5s --ramp-up=1s --verify --report=var/sim-report.json
 to=$(( $(date +%s) * 1000 + 60000 )); from=$(( to - 3600000 ))
 cat <<MSG
 
