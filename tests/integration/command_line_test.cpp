@@ -109,6 +109,18 @@ void expect_refused(const std::string& exe, const std::vector<bad_case>& cases) 
   }
 }
 
+// Every key of a --help output is documented in docs/configuration.md.
+void expect_documented(const std::map<std::string, std::string>& keys) {
+  std::ifstream in{test::source_dir() + "/docs/configuration.md"};
+  REQUIRE(in);
+  std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (auto& [key, value] : keys) {
+    if (key == "config-file") continue;
+    INFO(key << " is not in docs/configuration.md");
+    CHECK(doc.find("`" + key + "`") != std::string::npos);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("pulse-node refuses arguments it does not understand, naming them, before binding") {
@@ -179,6 +191,7 @@ TEST_CASE("pulse-node --help lists every key of configs/pulse-node.ini with its 
   }
   keys.erase("config-file");  // CAF's, in the usage lines
   CHECK(seen == keys.size());
+  expect_documented(keys);
   for (auto caf_internal : {"opencl", "work-stealing", "stream.", "scheduler.", "middleman.", "logger."})
     CHECK(r.out.find(caf_internal) == std::string::npos);
   auto long_help = run(test::node_binary(), {"--long-help"});
@@ -219,4 +232,5 @@ TEST_CASE("pulse-sim's built-in defaults are configs/pulse-sim.ini's, key for ke
     CHECK(same_value(value, ini[key]));
   }
   CHECK(r.out.find("work-stealing") == std::string::npos);
+  expect_documented(help);
 }
