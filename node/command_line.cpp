@@ -1,6 +1,8 @@
 #include "node/command_line.hpp"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string_view>
 
@@ -94,6 +96,7 @@ command_line check_command_line(const caf::config_option_set& options, int argc,
     return cl;
   };
   std::string config_file = "caf-application.ini";  // CAF's default, read if present
+  bool explicit_file = false;
   cl.args.push_back(argv[0]);
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -138,9 +141,14 @@ command_line check_command_line(const caf::config_option_set& options, int argc,
       return fail("bad value for " + std::string{name} + ": \"" + std::string{value} +
                   "\" (expected " + expected_form(str(opt->type_name())) + ")");
     }
-    if (name == "config-file") config_file = std::string{value};
+    if (name == "config-file") {
+      config_file = std::string{value};
+      explicit_file = true;
+    }
     cl.args.push_back(argv[i]);
   }
+  if (explicit_file && !std::ifstream{config_file})
+    return fail("cannot read the config file " + config_file + ": " + std::strerror(errno));
   if (auto problem = check_ini_syntax(config_file); !problem.empty()) return fail(problem);
   return cl;
 }

@@ -141,7 +141,7 @@ TEST_CASE("pulse-node refuses arguments it does not understand, naming them, bef
     {{"--net.port", "--storage.path=" + db}, "--net.port needs a value"},
     {{"--net.port=0", "--storage.path=" + db, "--storage.sync=maybe"}, "storage.sync"},
     {{"--net.port=0", "--storage.path=" + db, "--config-file=" + dir.path() + "/none.ini"},
-     "none.ini"},
+     "cannot read the config file " + dir.path() + "/none.ini"},
   });
   // It neither opened storage nor (so) bound its port.
   CHECK_FALSE(fs::exists(db));
