@@ -154,6 +154,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     arm_timer();
     if (over_limit_) {
       shared_->b.metrics().connections_refused.fetch_add(1);
+      if (auto n = shared_->b.metrics().shed_log.admit())
+        spdlog::warn("ws {}: net.max-connections reached, closed with 1013 ({} sheds in the last "
+                     "second)", peer_, n);
       do_close(1013, "net.max-connections reached");
       resume_reading();
       return;
@@ -420,7 +423,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   // Closes with `code`; the rest of the input is dropped (`used` = all of it).
   std::size_t fail(std::uint16_t code, const char* why, std::size_t all, bool& more) {
     if (code == 1009)
-      spdlog::info("ws {}: frame over net.max-frame-bytes, closed with 1009", peer_);
+      if (auto n = shared_->b.metrics().refused_log.admit())
+        spdlog::info("ws {}: frame over net.max-frame-bytes, closed with 1009 ({} refusals in the "
+                     "last second)", peer_, n);
     else
       spdlog::debug("ws {}: {}, closing with {}", peer_, why, code);
     do_close(code, why);
@@ -440,7 +445,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     out_.push_back(outgoing{static_cast<std::uint8_t>(op), std::move(payload)});
     if (op == 0x8) close_time_ = std::chrono::steady_clock::now();
     if (queued_bytes_ > shared_->opts.max_write_queue_bytes && op != 0x8) {
-      spdlog::warn("ws {}: peer does not read ({} bytes queued), closing", peer_, queued_bytes_);
+      if (auto n = shared_->b.metrics().shed_log.admit())
+        spdlog::warn("ws {}: peer does not read ({} bytes queued), closed with 1013 ({} sheds in "
+                     "the last second)", peer_, queued_bytes_, n);
       shared_->b.metrics().write_queue_full.fetch_add(1);
       out_.clear();
       queued_bytes_ = 0;
