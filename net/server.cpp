@@ -422,12 +422,12 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   // Closes with `code`; the rest of the input is dropped (`used` = all of it).
   std::size_t fail(std::uint16_t code, const char* why, std::size_t all, bool& more) {
-    if (code == 1009)
-      if (auto n = shared_->b.metrics().refused_log.admit())
-        spdlog::info("ws {}: frame over net.max-frame-bytes, closed with 1009 ({} refusals in the "
-                     "last second)", peer_, n);
-    else
+    if (code != 1009) {
       spdlog::debug("ws {}: {}, closing with {}", peer_, why, code);
+    } else if (auto n = shared_->b.metrics().refused_log.admit()) {
+      spdlog::info("ws {}: frame over net.max-frame-bytes, closed with 1009 ({} refusals in the "
+                   "last second)", peer_, n);
+    }
     do_close(code, why);
     more = false;
     return all;
