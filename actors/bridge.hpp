@@ -53,7 +53,7 @@ using http_callback = std::function<void(http_reply)>;
 
 // Settings the actors need (filled from the node's configuration).
 struct node_settings {
-  std::string node_name = "node";
+  std::string node_name = "node-a";
   std::string storage_path = "var/pulse";
   bool storage_sync = false;
   // Writes are refused (storage_unavailable) while the storage file system

@@ -137,6 +137,8 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
   if (!frame->errors.empty()) {
     auto& e = frame->errors.front();
     ctx->metrics.count_error(e.code);
+    if (auto n = ctx->metrics.refused_log.admit())
+      spdlog::info("POST /api/v1/readings refused: {} ({} refusals in the last second)", e.message, n);
     std::string msg = std::to_string(frame->errors.size()) + " bad reading(s), nothing stored; first: " +
                       e.message;
     answer_error(self, e.code == wire::error_code::too_large ? 413 : 400, e.code, msg);
@@ -150,6 +152,9 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
     for (auto& b : frame->batches)
       if (!writer->may_write(b.device)) {
         ctx->metrics.count_error(wire::error_code::unauthorized);
+        if (auto n = ctx->metrics.auth_log.admit())
+          spdlog::warn("POST /api/v1/readings: the token may not write {} ({} auth failures in the "
+                       "last second)", b.device, n);
         answer_error(self, 401, wire::error_code::unauthorized,
                      "the token may not write readings of " + b.device + "; nothing stored");
         return {};
@@ -177,6 +182,9 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
           if (auto load = st.window.load(i);
               need[i] > 0 && load > 0 && load + need[i] > st.ctx->settings.batch_max_pending) {
             st.ctx->metrics.count_error(wire::error_code::overloaded);
+            if (auto n = st.ctx->metrics.shed_log.admit())
+              spdlog::warn("POST /api/v1/readings shed: shard {} is over batch.max-pending ({} sheds "
+                           "in the last second)", i, n);
             answer_error(self, 503, wire::error_code::overloaded,
                          "shard " + std::to_string(i) + " is over batch.max-pending; nothing stored, retry later");
             return;

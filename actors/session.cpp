@@ -48,8 +48,8 @@ void send_error(node_context& ctx, session_sink& sink, wire::error_code code, st
 // posted there through the sink), except the constructor and destructor.
 class ingest_path : public std::enable_shared_from_this<ingest_path> {
  public:
-  ingest_path(context_ptr ctx, std::shared_ptr<session_sink> sink)
-      : ctx_(std::move(ctx)), sink_(std::move(sink)) {}
+  ingest_path(context_ptr ctx, std::shared_ptr<session_sink> sink, std::string peer)
+      : ctx_(std::move(ctx)), sink_(std::move(sink)), peer_(std::move(peer)) {}
 
   ~ingest_path() {
     for (auto& d : devices_) ctx_->online.remove(d);
@@ -99,6 +99,9 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
   }
 
   void rejected(const std::string& device, std::uint64_t count, const std::string& why) {
+    if (auto n = ctx_->metrics.refused_log.admit())
+      spdlog::warn("ws {}: {} readings of {} not stored: {} ({} such in the last second)", peer_,
+                   count, device, why, n);
     send_error(wire::error_code::invalid_reading,
                std::to_string(count) + " readings of " + device + " not stored: " + why);
   }
@@ -206,6 +209,9 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
                  seq);
       shed_ = true;
       ctx_->metrics.connections_shed.fetch_add(1, std::memory_order_relaxed);
+      if (auto n = ctx_->metrics.shed_log.admit())
+        spdlog::warn("ws {}: shed with 1013: shard {} is over batch.max-pending ({} sheds in the "
+                     "last second)", peer_, i, n);
       sink_->close(1013, "overloaded");
       return false;
     }
@@ -215,6 +221,9 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
   // Auth on: a frame before a good hello, a bad token, or a device the token
   // does not cover ends the connection with `unauthorized` and 1008.
   void refuse(const std::string& why) {
+    if (auto n = ctx_->metrics.auth_log.admit())
+      spdlog::warn("ws {}: unauthorized, closed with 1008: {} ({} auth failures in the last second)",
+                   peer_, why, n);
     send_error(wire::error_code::unauthorized, why);
     shed_ = true;
     sink_->close(1008, "unauthorized");
@@ -273,6 +282,9 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
     auto& f = frame;
     if (!authorize(f)) return;
     if (!f.errors.empty()) {
+      if (auto n = m.refused_log.admit())
+        spdlog::info("ws {}: refused: {} ({} refusals in the last second)", peer_,
+                     f.errors.front().message, n);
       std::vector<std::string> out;
       out.reserve(f.errors.size());
       for (auto& e : f.errors) {
@@ -316,6 +328,7 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
   bool authed_ = false;  // auth on: a hello with a good token was seen
   auth::grant grant_;    // auth on: what that token may do
   std::unordered_set<std::string> devices_;  // seen on this connection (online registry)
+  std::string peer_;  // address:port, for logs
 };
 
 struct session_state {
@@ -426,7 +439,7 @@ class session_handle final : public bridge::session {
 std::unique_ptr<bridge::session> open_session(caf::actor_system& sys, context_ptr ctx,
                                               std::shared_ptr<session_sink> sink,
                                               caf::actor router, std::string peer) {
-  auto path = std::make_shared<ingest_path>(ctx, sink);
+  auto path = std::make_shared<ingest_path>(ctx, sink, peer);
   auto a = sys.spawn(session_actor, std::move(ctx), std::move(sink), path, std::move(router),
                      std::move(peer));
   path->bind(a);

@@ -58,7 +58,8 @@ void write_window::push(std::size_t i, const entry& e) {
 
 void write_window::send(std::size_t i, reading_batch&& b) {
   auto n = static_cast<std::uint64_t>(b.size());
-  entry e{++last_ticket_, n, std::make_shared<const reading_batch>(std::move(b))};
+  entry e{++last_ticket_, n, std::make_shared<const reading_batch>(std::move(b)),
+          std::chrono::steady_clock::now()};
   ctx_->shard_load[i].fetch_add(n, std::memory_order_relaxed);
   push(i, e);
   pending_[i].push_back(std::move(e));
@@ -69,8 +70,12 @@ void write_window::ack(std::size_t i, std::uint64_t ticket) {
   if (i >= pending_.size()) return;
   std::uint64_t done = 0;
   auto& q = pending_[i];
+  if (q.empty() || q.front().ticket > ticket) return;
+  const auto now = std::chrono::steady_clock::now();
+  auto& latency = ctx_->metrics.ack_seconds;
   while (!q.empty() && q.front().ticket <= ticket) {
     done += q.front().readings;
+    latency.observe(std::chrono::duration<double>(now - q.front().taken).count());
     q.pop_front();
   }
   readings_ -= done;

@@ -22,6 +22,7 @@
 // the window's writer.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -56,7 +57,8 @@ class write_window {
   // Puts `b` in shard i's inbox and keeps it until acked.
   void send(std::size_t i, reading_batch&& b);
 
-  // Shard i acked up to `ticket`: drops those entries.
+  // Shard i acked up to `ticket`: drops those entries (and observes how long
+  // each waited, in pulse_ack_latency_seconds; the caller has queued the acks).
   void ack(std::size_t i, std::uint64_t ticket);
 
   // Shard i was restarted as `a`: from now on writes go there, and what the
@@ -76,6 +78,7 @@ class write_window {
     std::uint64_t ticket;
     std::uint64_t readings;
     std::shared_ptr<const reading_batch> batch;  // shared with the inbox, never copied
+    std::chrono::steady_clock::time_point taken;  // for pulse_ack_latency_seconds
   };
 
   void push(std::size_t i, const entry& e);

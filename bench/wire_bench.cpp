@@ -62,7 +62,7 @@ std::string array_frame(int readings, int devices) {
   return s + "]";
 }
 
-// Row 3 of shared/data/meter_values_dump_10k.xlsx.
+// Row 3 of tests/data/meter_values_dump_10k.xlsx.
 std::string ocpp_frame() {
   return R"({"charge_point_id":"cocPpWdMprESdBtOQvGd","payload":{"connectorId":1,"transactionId":76151,"meterValue":[{"timestamp":"2023-09-17T20:30:00Z","sampledValue":[{"value":"353672.750000","context":"Sample.Clock","measurand":"Energy.Active.Import.Register","unit":"Wh"},{"phase":"L1","value":"245.04","context":"Sample.Clock","measurand":"Voltage","unit":"V"},{"value":"0.00","context":"Sample.Clock","measurand":"Temperature","unit":"Celsius"},{"phase":"L1","value":"7.68","context":"Sample.Clock","measurand":"Current.Import","unit":"A"}]}]}})";
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpora under fuzz/corpus/<target>/ from the examples of
-DESIGN.md, wire/README.md, the OCPP rows of tests/wire/ocpp_test.cpp and
+docs/protocol.md, wire/README.md, the OCPP rows of tests/wire/ocpp_test.cpp and
 known-bad inputs. Run from anywhere; rewrites the seed files it names (files
 that libFuzzer added are left alone)."""
 import json

@@ -63,6 +63,19 @@ class ws_sink final : public session_sink {
   std::weak_ptr<ws_session> session_;
 };
 
+// "address:port" of the peer, for logs.
+std::string endpoint_string(tcp::socket& s) {
+  beast::error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) return "?";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+// After its close frame a connection reads and discards at most this much
+// while waiting for the peer's close (e.g. the rest of a 10 MB frame that
+// got 1009), then cuts the peer off.
+constexpr std::size_t close_drain_bytes = 64 * 1024 * 1024;
+
 // One WebSocket connection, on its own strand. Beast does the opening
 // handshake; after it the connection speaks RFC 6455 framing itself on the
 // bare socket, because the per-message path is the node's hot path:
@@ -126,13 +139,6 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   auto executor() { return socket_.get_executor(); }
 
  private:
-  static std::string endpoint_string(tcp::socket& s) {
-    beast::error_code ec;
-    auto ep = s.remote_endpoint(ec);
-    if (ec) return "?";
-    return ep.address().to_string() + ":" + std::to_string(ep.port());
-  }
-
   void on_accept(beast::error_code ec) {
     if (ec) {
       spdlog::debug("ws {}: handshake failed: {}", peer_, ec.message());
@@ -148,6 +154,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     arm_timer();
     if (over_limit_) {
       shared_->b.metrics().connections_refused.fetch_add(1);
+      if (auto n = shared_->b.metrics().shed_log.admit())
+        spdlog::warn("ws {}: net.max-connections reached, closed with 1013 ({} sheds in the last "
+                     "second)", peer_, n);
       do_close(1013, "net.max-connections reached");
       resume_reading();
       return;
@@ -280,7 +289,18 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     std::size_t used = len;
     need_ = 0;
     if (close_sent_) {
-      more = !peer_closed_;  // closing: only the peer's close (or its EOF) matters now
+      // Closing: RFC 6455 wants our close answered by the peer's, so a peer
+      // still sending (say the rest of a frame over net.max-frame-bytes) is
+      // read and discarded until its close or EOF, whatever back-pressure
+      // said; closing the socket on unread bytes would reset the connection
+      // and lose our close frame. Bounded: close_drain_bytes here, and
+      // net.write-timeout after our close in on_tick().
+      drained_ += len;
+      if (drained_ > close_drain_bytes) {
+        spdlog::debug("ws {}: still sending {} bytes after our close, cut off", peer_, drained_);
+        return finish();
+      }
+      more = !peer_closed_;
     } else {
       in_read_ = true;
       used = process(buf, len, more);
@@ -308,7 +328,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
       }
     }
     if (msg_.capacity() > 4096 && msg_.empty()) std::string().swap(msg_);
-    if (more && reading_ && !read_in_flight_) do_read();
+    if (more && (reading_ || close_sent_) && !read_in_flight_) do_read();
   }
 
   // Handles every complete frame in buf[0, len); returns the bytes used. A
@@ -402,10 +422,12 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   // Closes with `code`; the rest of the input is dropped (`used` = all of it).
   std::size_t fail(std::uint16_t code, const char* why, std::size_t all, bool& more) {
-    if (code == 1009)
-      spdlog::info("ws {}: frame over net.max-frame-bytes, closed with 1009", peer_);
-    else
+    if (code != 1009) {
       spdlog::debug("ws {}: {}, closing with {}", peer_, why, code);
+    } else if (auto n = shared_->b.metrics().refused_log.admit()) {
+      spdlog::info("ws {}: frame over net.max-frame-bytes, closed with 1009 ({} refusals in the "
+                   "last second)", peer_, n);
+    }
     do_close(code, why);
     more = false;
     return all;
@@ -423,7 +445,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     out_.push_back(outgoing{static_cast<std::uint8_t>(op), std::move(payload)});
     if (op == 0x8) close_time_ = std::chrono::steady_clock::now();
     if (queued_bytes_ > shared_->opts.max_write_queue_bytes && op != 0x8) {
-      spdlog::warn("ws {}: peer does not read ({} bytes queued), closing", peer_, queued_bytes_);
+      if (auto n = shared_->b.metrics().shed_log.admit())
+        spdlog::warn("ws {}: peer does not read ({} bytes queued), closed with 1013 ({} sheds in "
+                     "the last second)", peer_, queued_bytes_, n);
       shared_->b.metrics().write_queue_full.fetch_add(1);
       out_.clear();
       queued_bytes_ = 0;
@@ -515,6 +539,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   std::unique_ptr<char[]> rbuf_;  // raw bytes read, frames unmasked in place
   std::size_t rcap_ = 0, rlen_ = 0;
   std::size_t need_ = 0;  // size of the incomplete frame at the end of the input
+  std::size_t drained_ = 0;  // bytes read and discarded after our close
   std::string msg_;  // a fragmented message being assembled
   std::vector<outgoing> out_;
   std::string wbuf_;  // the write in flight
@@ -586,6 +611,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   void on_read(beast::error_code ec, std::size_t) {
     if (ec == http::error::end_of_stream) return close();
+    started_ = std::chrono::steady_clock::now();
+    route_ = http_route::other;
     if (ec) {
       if (ec == http::error::body_limit)
         return send_simple(http::status::payload_too_large, "too_large",
@@ -621,6 +648,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     auto target = std::string(req.target());
     auto path = target.substr(0, target.find('?'));
     bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+    route_ = route_of(path, req.method() == http::verb::post);
     if (path == "/healthz" && get) return send(200, "application/json", "{\"status\":\"ok\"}");
     if (path == "/readyz" && get) {
       auto why = shared_->b.not_ready();
@@ -644,6 +672,10 @@ class http_session : public std::enable_shared_from_this<http_session> {
         bool post = req.method() == http::verb::post;
         if (g.none() || (!post && !g.may_read())) {
           shared_->b.metrics().count_error(wire::error_code::unauthorized);
+          if (auto n = shared_->b.metrics().auth_log.admit())
+            spdlog::warn("http {}: 401 for {} {}: {} ({} auth failures in the last second)",
+                         endpoint_string(stream_.socket()), method, path,
+                         g.none() ? "no valid bearer token" : "token may not read", n);
           return send_simple(http::status::unauthorized, "unauthorized",
                              g.none() ? "a valid Authorization: Bearer token is required"
                                       : "this token may not read",
@@ -744,6 +776,9 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   void on_write(beast::error_code ec, std::size_t) {
     res_.reset();
+    shared_->b.metrics().http_seconds.observe(
+      static_cast<std::size_t>(route_),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
     if (ec || !keep_alive_) return close();
     do_read();
   }
@@ -760,6 +795,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   std::shared_ptr<http::response<http::string_body>> res_;
   bool keep_alive_ = true;
   bool head_ = false;
+  std::chrono::steady_clock::time_point started_;  // request read (pulse_http_request_duration_seconds)
+  http_route route_ = http_route::other;
 };
 
 }  // namespace

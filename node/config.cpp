@@ -1,6 +1,7 @@
 #include "node/config.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <string_view>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include <caf/config_value.hpp>
 #include <caf/settings.hpp>
 
+#include "node/command_line.hpp"
 #include "node/config_file.hpp"
 
 namespace pulse {
@@ -35,6 +37,7 @@ node_config::node_config() {
   // own) the node needs about half the CPU per reading of stealing x 4.
   set("scheduler.policy", caf::atom("sharing"));
   set("scheduler.max-threads", std::size_t{1});
+  first_own_option_ = custom_options_.size();
   batch_max_delay = span(settings.batch_max_delay);
   head_max_age = span(settings.storage_head_max_age);
   coalesce_delay = span(settings.batch_coalesce_delay);
@@ -100,39 +103,47 @@ node_config::node_config() {
   opt_group{custom_options_, "debug"}.add(
     settings.fault_injection, "fault-injection",
     "allow POST /admin/shards/{n}/crash and /admin/storage/fault (tests and demos only)");
-  opt_group{custom_options_, "log"}.add(log_level, "level",
-                                        "trace, debug, info, warn, error or critical");
+  opt_group{custom_options_, "log"}
+    .add(log_level, "level", "trace, debug, info, warn, error, critical or off")
+    .add(log_format, "format",
+         "text (UTC time, level, message) or json (one object per line: ts, level, msg)");
 }
 
-std::string node_config::parse_command_line(int argc, char** argv) {
-  struct bool_key {
-    std::string_view name;
-    bool* value;
-  };
-  const bool_key keys[] = {{"storage.sync", &settings.storage_sync},
-                           {"debug.fault-injection", &settings.fault_injection}};
-  std::vector<char*> rest;
-  std::vector<std::pair<bool*, bool>> later;
-  for (int i = 0; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    bool taken = false;
-    for (auto& k : keys) {
-      if (arg.size() <= k.name.size() + 3 || arg.substr(0, 2) != "--" ||
-          arg.substr(2, k.name.size()) != k.name || arg[k.name.size() + 2] != '=')
-        continue;
-      auto v = arg.substr(k.name.size() + 3);
-      if (v == "true" || v == "1" || v == "yes" || v == "on") later.emplace_back(k.value, true);
-      else if (v == "false" || v == "0" || v == "no" || v == "off") later.emplace_back(k.value, false);
-      else return "bad value for " + std::string{k.name} + ": \"" + std::string{v} +
-                  "\" (true or false)";
-      taken = true;
-    }
-    if (!taken) rest.push_back(argv[i]);
+node_config::outcome node_config::parse_command_line(int argc, char** argv,
+                                                     std::string& problem) {
+  auto cl = check_command_line(custom_options_, argc, argv);
+  switch (cl.what) {
+    case command_line::action::help:
+      std::fputs(help().c_str(), stdout);
+      return outcome::printed;
+    case command_line::action::version:
+      std::printf("pulse-node %s\n", version());
+      return outcome::printed;
+    case command_line::action::fail:
+      problem = cl.message;
+      return outcome::fail;
+    case command_line::action::run:
+      break;
   }
-  if (auto err = parse(static_cast<int>(rest.size()), rest.data()))
-    return caf::actor_system_config::render(err);
-  for (auto& [p, v] : later) *p = v;
-  return {};
+  if (auto err = parse(static_cast<int>(cl.args.size()), cl.args.data())) {
+    problem = caf::actor_system_config::render(err);
+    return outcome::fail;
+  }
+  if (cli_helptext_printed) return outcome::printed;  // --long-help, --dump-config
+  cl.apply_flags();
+  return outcome::run;
+}
+
+std::string node_config::help() const {
+  return "usage: pulse-node [--config-file=FILE] [--section.key=value ...]\n"
+         "Every key below can be set in the INI file (`[section]` then `key=value`) or on the\n"
+         "command line; the command line wins. Defaults as shown; configs/pulse-node.ini\n"
+         "and docs/configuration.md explain each one.\n"
+         "  --config-file=FILE  read this INI file (default: caf-application.ini if present)\n"
+         "  --help, --version   this text; the version\n"
+         "  --long-help         also CAF's own options (scheduler, middleman, ...)\n"
+         "keys:\n" +
+         options_help(custom_options_, first_own_option_);
 }
 
 void node_config::finish() {
@@ -178,6 +189,7 @@ std::string node_config::validate() const {
   static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (std::find(std::begin(levels), std::end(levels), log_level) == std::end(levels))
     return "log.level must be one of trace, debug, info, warn, error, critical, off";
+  if (log_format != "text" && log_format != "json") return "log.format must be text or json";
   if (cluster_port != 0 || !cluster_seeds.empty())
     return "cluster.port/cluster.seeds: clustering is not available in this version of pulse-node";
   if (auth_tokens_file.empty()) {

@@ -16,13 +16,16 @@ class node_config : public caf::actor_system_config {
  public:
   node_config();
 
-  // caf::actor_system_config::parse, plus `--key=true|false` for bool keys:
-  // CAF 0.17 takes a bool only as a bare flag on the command line
-  // (`--storage.sync`), while DESIGN.md promises `--section.key=value` for
-  // every key. Bool values are taken out of argv and applied after CAF has
-  // read the file and the rest, so the command line still wins.
-  // Empty string = fine, else the message for the user.
-  std::string parse_command_line(int argc, char** argv);
+  // Checks every argument (node/command_line.hpp) before
+  // caf::actor_system_config::parse reads the file and the command line.
+  // `--key=true|false` is accepted for bool keys (CAF 0.17 takes only a bare
+  // flag; DESIGN.md promises `--section.key=value` for every key).
+  // run: go on; help/version: printed, exit 0; fail: `problem` says why.
+  enum class outcome { run, printed, fail };
+  outcome parse_command_line(int argc, char** argv, std::string& problem);
+
+  // --help: usage and every pulse-node key with its default.
+  std::string help() const;
 
   // CAF's INI reader skips unknown keys and drops bad values silently; this
   // reads the file again and names the first unknown key or bad value.
@@ -32,6 +35,7 @@ class node_config : public caf::actor_system_config {
   node_settings settings;
   net::server_options net;
   std::string log_level = "info";
+  std::string log_format = "text";
   std::uint16_t cluster_port = 0;
   std::vector<std::string> cluster_seeds;
   std::string auth_tokens_file;
@@ -47,6 +51,11 @@ class node_config : public caf::actor_system_config {
 
   // Copies the timespans into settings/net (CAF stores them as timespan).
   void finish();
+
+ private:
+  std::size_t first_own_option_ = 0;  // CAF's options come before pulse-node's
+
+ public:
   // Reads auth.tokens-file into settings.tokens (nothing when empty).
   // Empty string = fine, else the message for the user.
   std::string load_tokens();

@@ -10,33 +10,35 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <caf/actor_system.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "actors/bridge.hpp"
 #include "net/server.hpp"
 #include "node/config.hpp"
+#include "node/logging.hpp"
 
 int main(int argc, char** argv) {
   pulse::node_config cfg;
-  if (auto problem = cfg.parse_command_line(argc, argv); !problem.empty()) {
-    std::cerr << "pulse-node: " << problem << "\n";
-    return 2;
+  std::string problem;
+  switch (cfg.parse_command_line(argc, argv, problem)) {
+    case pulse::node_config::outcome::printed:
+      return 0;
+    case pulse::node_config::outcome::fail:
+      std::cerr << "pulse-node: " << problem << "\n";
+      return 2;
+    case pulse::node_config::outcome::run:
+      break;
   }
-  if (cfg.cli_helptext_printed) return 0;
-  if (auto problem = cfg.validate(); !problem.empty()) {
+  if (problem = cfg.validate(); !problem.empty()) {
     std::cerr << "pulse-node: " << problem << "\n";
     return 2;
   }
   cfg.finish();
-  if (auto problem = cfg.load_tokens(); !problem.empty()) {
+  if (problem = cfg.load_tokens(); !problem.empty()) {
     std::cerr << "pulse-node: " << problem << "\n";
     return 2;
   }
-  auto logger = spdlog::stderr_color_mt("pulse");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  pulse::setup_logging(cfg.log_level, cfg.log_format);
 
   caf::actor_system sys{cfg};
   std::string error;

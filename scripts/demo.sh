@@ -21,7 +21,7 @@ done
 line=$(grep "listening on" var/pulse-node.out)
 echo "$line"
 addr=${line##* }
-"$build_dir/sim/pulse-sim" --config-file=configs/pulse-sim.ini --node="$addr" --verify --report=var/sim-report.json
+"$build_dir/sim/pulse-sim" --config-file=configs/pulse-sim.ini --node="$addr" --devices=100 --rate=50 --duration=5s --ramp-up=1s --verify --report=var/sim-report.json
 to=$(( $(date +%s) * 1000 + 60000 )); from=$(( to - 3600000 ))
 cat <<MSG
 
@@ -31,6 +31,6 @@ The node is still running (pid $(cat var/pulse-node.pid), log in var/pulse-node.
   http://$addr/api/v1/devices/sim-meter-0/aggregate?metric=voltage&step=1m&from=$from&to=$to
   http://$addr/metrics                  Prometheus metrics
   var/sim-report.json                   the simulator's report
-Replay the real OCPP data:  $build_dir/sim/pulse-sim replay ../shared/data/meter_values_dump_10k.xlsx --node=$addr --verify
+Replay the real OCPP data:  $build_dir/sim/pulse-sim replay tests/data/meter_values_dump_10k.xlsx --node=$addr --verify
 Stop the node:              kill \$(cat var/pulse-node.pid)
 MSG

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "net/http_client.hpp"
+#include "node/command_line.hpp"
 #include "node/config_file.hpp"
 #include "sim/device.hpp"
 #include "sim/replay.hpp"
@@ -55,12 +56,15 @@ struct sim_config : caf::actor_system_config {
   std::size_t subscribe = 0;
 
   std::string check_file() const { return pulse::check_config_file(custom_options_, config_file_path); }
+  const caf::config_option_set& options() const { return custom_options_; }
+  std::size_t first_own_option = 0;  // CAF's options come before pulse-sim's
 
   sim_config() {
     // As pulse-node (see node/config.cpp): condition-variable scheduling and
     // one cooperative thread cost far less CPU per message here.
     set("scheduler.policy", caf::atom("sharing"));
     set("scheduler.max-threads", std::size_t{1});
+    first_own_option = custom_options_.size();
     opt_group{custom_options_, "global"}
       .add(node, "node", "host:port of the pulse-node to drive")
       .add(devices, "devices", "simulated devices (meter profile), one WebSocket each")
@@ -95,14 +99,11 @@ struct sim_config : caf::actor_system_config {
 };
 
 const char* usage =
-  "usage: pulse-sim [options]              --profile=meter|battery|host: --devices --rate --batch --duration\n"
-  "       pulse-sim replay FILE [options]  replay an XLSX (OCPP MeterValues), CSV or NDJSON file\n"
-  "options: --node=HOST:PORT --devices=N --rate=R (0 = max) --batch=N --window=N --duration=10s\n"
-  "         --ramp-up=2s --drain=15s --speed=X --report=FILE --verify --io-threads=N --quiet\n"
-  "         --reconnect-min=100ms --reconnect-max=5s --reconnect-attempts=12 (0 = never give up)\n"
-  "         --token=T (auth: in each hello and, for --verify, as a bearer token)\n"
-  "         --phases=1:50:10s,50:50:30s[x2] --jitter=0.2 --subscribe=N (simulated dashboards)\n"
-  "         --config-file=configs/pulse-sim.ini (every option can also live there)\n";
+  "usage: pulse-sim [--key=value ...]              --profile=meter|battery|host: --devices --rate --batch --duration\n"
+  "       pulse-sim replay FILE [--key=value ...]  replay an XLSX (OCPP MeterValues), CSV or NDJSON file\n"
+  "Every key can also be set in an INI file (--config-file=configs/pulse-sim.ini, keys\n"
+  "before any section or under [global]); the command line wins. Defaults as shown\n"
+  "(they are configs/pulse-sim.ini's); --long-help also lists CAF's own options.\n";
 
 double percentile(const std::vector<float>& sorted, double p) {
   if (sorted.empty()) return 0;
@@ -258,17 +259,28 @@ int main(int argc, char** argv) {
       args.erase(args.begin() + 1);
     }
   }
-  for (auto* a : args)
-    if (std::string(a) == "--help" || std::string(a) == "-h") {
-      std::fputs(usage, stdout);
-      return 0;
-    }
   sim_config cfg;
-  if (auto err = cfg.parse(static_cast<int>(args.size()), args.data())) {
-    std::cerr << "pulse-sim: " << caf::actor_system_config::render(err) << "\n" << usage;
+  auto cl = pulse::check_command_line(cfg.options(), static_cast<int>(args.size()), args.data());
+  switch (cl.what) {
+    case pulse::command_line::action::help:
+      std::fputs(usage, stdout);
+      std::fputs(pulse::options_help(cfg.options(), cfg.first_own_option).c_str(), stdout);
+      return 0;
+    case pulse::command_line::action::version:
+      std::printf("pulse-sim %s\n", pulse::version());
+      return 0;
+    case pulse::command_line::action::fail:
+      std::cerr << "pulse-sim: " << cl.message << "\n";
+      return 2;
+    case pulse::command_line::action::run:
+      break;
+  }
+  if (auto err = cfg.parse(static_cast<int>(cl.args.size()), cl.args.data())) {
+    std::cerr << "pulse-sim: " << caf::actor_system_config::render(err) << "\n";
     return 2;
   }
   if (cfg.cli_helptext_printed) return 0;
+  cl.apply_flags();
   if (auto problem = cfg.check_file(); !problem.empty()) {
     std::cerr << "pulse-sim: " << problem << "\n";
     return 2;

@@ -11,11 +11,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
-#include <unordered_map>
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
+#include <unordered_map>
 #include <filesystem>
 #include <map>
 
@@ -369,30 +370,59 @@ std::vector<device_record> store::list_devices(std::string_view prefix, std::str
 }
 
 std::string store::stats_text() const {
-  // Prometheus-ready lines (`name{cf="..."} value`) so /metrics can append them as-is.
+  // Prometheus text (HELP, TYPE, `name{cf="..."} value`) so /metrics can append it as-is.
   struct prop {
     const char* rocksdb_name;
     const char* metric;
+    const char* help;
   };
+  // All gauges. num-files-at-level<N> is a string property: GetIntProperty
+  // knows only the names in RocksDB's int-property table and returns false
+  // for it, which is why pulse_rocksdb_l0_files was never emitted.
   static const prop per_cf[] = {
-      {"rocksdb.estimate-num-keys", "pulse_rocksdb_estimate_num_keys"},
-      {"rocksdb.cur-size-all-mem-tables", "pulse_rocksdb_memtable_bytes"},
-      {"rocksdb.live-sst-files-size", "pulse_rocksdb_live_sst_bytes"},
-      {"rocksdb.num-files-at-level0", "pulse_rocksdb_l0_files"},
-      {"rocksdb.estimate-pending-compaction-bytes", "pulse_rocksdb_pending_compaction_bytes"},
+      {"rocksdb.estimate-num-keys", "pulse_rocksdb_estimate_num_keys",
+       "Estimated keys in the column family (RocksDB estimate-num-keys)."},
+      {"rocksdb.cur-size-all-mem-tables", "pulse_rocksdb_memtable_bytes",
+       "Bytes in the column family's memtables."},
+      {"rocksdb.live-sst-files-size", "pulse_rocksdb_live_sst_bytes",
+       "Bytes of the column family's live SST files."},
+      {"rocksdb.num-files-at-level0", "pulse_rocksdb_l0_files",
+       "SST files at level 0 (many slow reads; RocksDB stalls writes past its limits)."},
+      {"rocksdb.estimate-pending-compaction-bytes", "pulse_rocksdb_pending_compaction_bytes",
+       "Estimated bytes compaction still has to rewrite."},
   };
   static const prop per_db[] = {
-      {"rocksdb.num-running-compactions", "pulse_rocksdb_running_compactions"},
-      {"rocksdb.num-running-flushes", "pulse_rocksdb_running_flushes"},
-      {"rocksdb.block-cache-usage", "pulse_rocksdb_block_cache_bytes"},
+      {"rocksdb.num-running-compactions", "pulse_rocksdb_running_compactions",
+       "Compactions running now."},
+      {"rocksdb.num-running-flushes", "pulse_rocksdb_running_flushes",
+       "Memtable flushes running now."},
+      {"rocksdb.block-cache-usage", "pulse_rocksdb_block_cache_bytes",
+       "Bytes held by the block cache."},
+  };
+  auto read = [this](rocksdb::ColumnFamilyHandle* cf, const char* name, std::uint64_t& v) {
+    if (db_->GetIntProperty(cf, name, &v)) return true;
+    std::string text;
+    if (!db_->GetProperty(cf, name, &text)) return false;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    return ec == std::errc{} && end == text.data() + text.size();
+  };
+  auto header = [](std::string& out, const prop& p) {
+    out += "# HELP ";
+    out += p.metric;
+    out += ' ';
+    out += p.help;
+    out += "\n# TYPE ";
+    out += p.metric;
+    out += " gauge\n";
   };
   std::string out;
   std::uint64_t v = 0;
   auto lk = lock();
   if (!db_) return out;
   for (const auto& p : per_cf) {
+    header(out, p);
     for (std::size_t i = 1; i < cfs_.size(); ++i) {
-      if (!db_->GetIntProperty(cfs_[i], p.rocksdb_name, &v)) continue;
+      if (!read(cfs_[i], p.rocksdb_name, v)) continue;
       out += p.metric;
       out += "{cf=\"";
       out += cf_names[i];
@@ -402,7 +432,8 @@ std::string store::stats_text() const {
     }
   }
   for (const auto& p : per_db) {
-    if (!db_->GetIntProperty(p.rocksdb_name, &v)) continue;
+    if (!read(db_->DefaultColumnFamily(), p.rocksdb_name, v)) continue;
+    header(out, p);
     out += p.metric;
     out += ' ';
     out += std::to_string(v);

@@ -1,5 +1,5 @@
 // Integration: hostile input against a real pulse-node on loopback. Every bad
-// input gets the answer DESIGN.md documents (error code, close code, HTTP
+// input gets the answer docs/protocol.md and docs/api.md document (error code, close code, HTTP
 // status with the JSON error shape), and after each one the node still takes
 // a good reading end to end (write, RocksDB, ack) on another connection.
 // Bytes that no well-behaved client library would send go over a plain TCP
@@ -464,7 +464,7 @@ raw_response raw_http(const test::node_process& n, const std::string& request) {
   return r;
 }
 
-// The JSON error shape of DESIGN.md: {"error":{"code":..,"message":..}}.
+// The JSON error shape of docs/api.md: {"error":{"code":..,"message":..}}.
 void check_error_shape(const std::string& body, const std::string& code = "") {
   INFO(body);
   auto j = json::parse(body, nullptr, false);
@@ -533,7 +533,7 @@ TEST_CASE("hostile WebSocket frames get their documented error and the node keep
   // Nothing of the bad frames was stored: no device named by one exists.
   net::http_response res;
   std::string err;
-  // /metrics counted the errors by code (DESIGN.md "HTTP API").
+  // /metrics counted the errors by code (docs/api.md).
   REQUIRE(net::http_request(node.host, node.port, "GET", "/metrics", "", res, err));
   for (auto code : {"invalid_json", "invalid_reading", "too_large"}) {
     auto line = std::string("pulse_errors_total{code=\"") + code + "\"} ";

@@ -245,11 +245,9 @@ TEST_CASE("pulse-sim meter run: every acked reading is stored (--verify)") {
 }
 
 TEST_CASE("pulse-sim replays the OCPP spreadsheet and every sampled value is stored") {
-  auto xlsx = test::source_dir() + "/../shared/data/meter_values_dump_10k.xlsx";
-  if (!std::filesystem::exists(xlsx)) {
-    WARN("no " << xlsx << "; skipped");
-    return;
-  }
+  auto xlsx = test::source_dir() + "/tests/data/meter_values_dump_10k.xlsx";
+  INFO(xlsx);
+  REQUIRE(std::filesystem::exists(xlsx));
   test::temp_dir dir;
   auto node = test::start_node(dir.path() + "/db");
   auto report = dir.path() + "/report.json";

@@ -24,7 +24,7 @@ using pulse::sim::replay_data;
 
 namespace {
 
-const std::string shared_data = PULSE_SHARED_DATA;
+const std::string test_data = PULSE_TEST_DATA;
 const std::string fixtures = PULSE_SIM_FIXTURES;
 
 // A scratch directory removed at the end of the test.
@@ -125,11 +125,9 @@ TEST_CASE("RFC 3339 timestamps parse to ms without time zone state", "[replay]")
 }
 
 TEST_CASE("the real OCPP MeterValues dump loads completely", "[replay][xlsx]") {
-  auto path = shared_data + "/meter_values_dump_10k.xlsx";
-  if (!fs::exists(path)) {
-    WARN("skipped: " << path << " is missing");
-    return;
-  }
+  auto path = test_data + "/meter_values_dump_10k.xlsx";
+  INFO(path);
+  REQUIRE(fs::exists(path));
   replay_data data;
   std::string error;
   REQUIRE(load_replay(path, "", data, error));
