@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ ccache pkg-config
   libcaf-dev libboost1.81-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev
-  catch2 libsimdjson-dev libzip-dev libpugixml-dev curl)
+  catch2 libsimdjson-dev libzip-dev zlib1g-dev libpugixml-dev curl)
 build=1
 for arg in "$@"; do
   case $arg in
