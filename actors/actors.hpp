@@ -39,7 +39,9 @@
 //     <- (publish_atom, std::vector<latest_value>)   shard, after a flush
 //     -> session: (update_atom, std::string)   a snapshot or update frame, ready to send
 //   query    (detached; reads RocksDB)
-//     <- (query_atom, method, target, http_callback)
+//     <- (query_atom, http_request, http_callback)   runs the GET on a detached worker;
+//                                             answers 503 if query.timeout passes first
+//     <- (timeout_atom, uint64_t id)          that GET's deadline
 //     <- (subscribe_atom, patterns, actor session)  -> session: (update_atom, snapshot frame)
 
 #include <atomic>
@@ -141,8 +143,16 @@ struct node_context {
   std::unique_ptr<shard_inbox[]> inboxes;
   // Set when the node starts to stop: connections take no more readings.
   std::atomic<bool> stopping{false};
+  // Set once by the bridge before any session or shard exists and never
+  // changed after: sessions and shards read them from their own threads
+  // until the very end (resetting them at shutdown was a data race). The
+  // actors' states are gone once they exit, so these handles hold no cycle.
   caf::actor hub;
   caf::actor query;
+  // Added to the system clock: the node's notion of now (retention, relative
+  // query times). Only POST /admin/clock (debug.fault-injection) moves it.
+  std::atomic<std::int64_t> clock_offset_ms{0};
+  std::int64_t now() const;
 };
 using context_ptr = std::shared_ptr<node_context>;
 
@@ -156,8 +166,11 @@ std::unique_ptr<bridge::session> open_session(caf::actor_system& sys, context_pt
                                               caf::actor router, std::string peer);
 caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx);
 caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx);
-void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, std::string body,
+// POST /api/v1/readings (JSON) or /write, /api/v2/write (line protocol).
+void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, http_request req,
                   std::optional<auth::grant> writer, http_callback done);
+// POST /admin/backup on a detached actor of its own (the checkpoint blocks).
+void spawn_backup(caf::actor_system& sys, context_ptr ctx, http_request req, http_callback done);
 
 std::int64_t now_ms();
 
@@ -170,5 +183,6 @@ void append_live_entry(std::string& out, const std::string& device, std::int64_t
 }  // namespace pulse
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::http_callback)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::http_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::writer_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<pulse::auth::grant>)

@@ -15,6 +15,8 @@ std::int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+std::int64_t node_context::now() const { return now_ms() + clock_offset_ms.load(); }
+
 void online_registry::add(const std::string& device) {
   std::lock_guard<std::mutex> guard{mtx_};
   ++count_[device];
@@ -67,14 +69,17 @@ class actor_bridge final : public bridge {
     return pulse::open_session(sys_, ctx_, std::move(sink), router_, std::move(peer));
   }
 
-  void http(std::string method, std::string target, std::string body,
-            std::optional<auth::grant> writer, http_callback done) override {
-    if (method == "POST") {
-      spawn_ingest(sys_, ctx_, router_, std::move(body), std::move(writer), std::move(done));
+  void http(http_request req, std::optional<auth::grant> writer, http_callback done) override {
+    auto path = std::string_view(req.target).substr(0, req.target.find('?'));
+    if (req.method == "POST" && path == "/admin/backup") {
+      spawn_backup(sys_, ctx_, std::move(req), std::move(done));
       return;
     }
-    caf::anon_send(query_, query_atom::value, std::move(method), std::move(target),
-                   std::move(done));
+    if (req.method == "POST") {
+      spawn_ingest(sys_, ctx_, router_, std::move(req), std::move(writer), std::move(done));
+      return;
+    }
+    caf::anon_send(query_, query_atom::value, std::move(req), std::move(done));
   }
 
   bool ready() const override {
@@ -100,10 +105,9 @@ class actor_bridge final : public bridge {
                  spdlog::warn("shutdown: sessions did not confirm their acks: {}",
                               caf::to_string(err));
                });
+    // ctx_->hub and ctx_->query stay set: sessions may still read them (see node_context).
     for (auto& a : {supervisor_, router_, query_, ctx_->hub})
       self->send_exit(a, caf::exit_reason::user_shutdown);
-    ctx_->hub = nullptr;
-    ctx_->query = nullptr;
   }
 
   node_metrics& metrics() override { return ctx_->metrics; }

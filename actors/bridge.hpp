@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "actors/auth.hpp"
@@ -46,6 +47,18 @@ struct http_reply {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra ones (Allow, X-Next-Cursor)
+};
+
+// An HTTP request as the actors see it.
+struct http_request {
+  std::string method;  // HEAD arrives as GET
+  std::string target;  // raw path and query string
+  std::string body;    // already decompressed (Content-Encoding: gzip is undone by net/)
+  std::string accept;  // the Accept header (text/csv selects CSV answers)
+  // debug.fault-injection only: a GET waits this long before it runs
+  // (X-Pulse-Debug-Delay: <ms>), so that tests can make a query slow.
+  std::chrono::milliseconds debug_delay{0};
 };
 using http_callback = std::function<void(http_reply)>;
 
@@ -68,6 +81,8 @@ struct node_settings {
   std::size_t session_max_unacked = 10000;
   std::size_t supervisor_max_restarts = 5;
   std::chrono::milliseconds supervisor_window{60000};
+  // Longest a GET or a POST may take: a GET still running then is answered
+  // 503 (its worker stops at the next check), so one slow query holds nobody else.
   std::chrono::milliseconds query_timeout{10000};
   bool fault_injection = false;  // debug.fault-injection: POST /admin/shards/{n}/crash
   // auth.tokens-file, loaded; null = auth off (the node then keeps to loopback).
@@ -98,12 +113,12 @@ class bridge {
   virtual std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
                                                 std::string peer) = 0;
 
-  // HTTP requests that need the actors: GET /api/..., POST /api/v1/readings.
+  // HTTP requests that need the actors: GET /api/..., POST /api/v1/readings,
+  // POST /write and /api/v2/write (line protocol), POST /admin/backup.
   // `done` is called exactly once, from an actor thread. `writer`: with auth
   // on, the rights of the POST's bearer token (every device in the body must
   // be covered, else 401); nullopt with auth off.
-  virtual void http(std::string method, std::string target, std::string body,
-                    std::optional<auth::grant> writer, http_callback done) = 0;
+  virtual void http(http_request req, std::optional<auth::grant> writer, http_callback done) = 0;
 
   // /readyz: shards up (and, later, cluster joined).
   virtual bool ready() const = 0;

@@ -63,6 +63,10 @@ node_config::node_config() {
          "close a connection whose peer has not taken a write for this long")
     .add(http_timeout, "http-timeout",
          "longest wait for an HTTP request's headers and body (slow clients are cut off)");
+  opt_group{custom_options_, "http"}.add(
+    net.cors_origins, "cors-origins",
+    "origins whose browser pages may call the HTTP API (CORS), e.g. [\"https://grafana.example\"]; "
+    "\"*\" = any; empty = none");
   opt_group{custom_options_, "session"}.add(
     settings.session_max_unacked, "max-unacked",
     "readings in flight per connection before the node stops reading its socket");

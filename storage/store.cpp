@@ -6,6 +6,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -185,6 +186,26 @@ std::vector<device_record> store::list_devices(std::string_view prefix, std::str
     return {};
   }
   return out;
+}
+
+status store::checkpoint(const std::string& dir, std::uint64_t& bytes,
+                         std::uint64_t& files) const {
+  bytes = files = 0;
+  rocksdb::Checkpoint* raw = nullptr;
+  auto s = rocksdb::Checkpoint::Create(db_, &raw);
+  if (!s.ok()) return status::error("checkpoint: " + s.ToString());
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  // log_size_for_flush 0: memtables are flushed first, so the copy needs
+  // little WAL; the WAL files it still needs are copied, never linked.
+  s = cp->CreateCheckpoint(dir, 0);
+  if (!s.ok()) return status::error("checkpoint to " + dir + ": " + s.ToString());
+  std::error_code ec;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec)) continue;
+    bytes += e.file_size(ec);
+    ++files;
+  }
+  return status::success();
 }
 
 std::string store::stats_text() const {

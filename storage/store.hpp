@@ -74,6 +74,13 @@ class store {
   std::vector<device_record> list_devices(std::string_view prefix, std::string_view after,
                                           std::size_t limit, status& st) const;
 
+  // A consistent copy of every column family in `dir` (rocksdb::Checkpoint:
+  // SST files hard-linked when on the same file system, else copied, plus the
+  // WAL), taken while writes go on. `dir` must not exist; its parent must.
+  // A store opened on the copy is this one at one instant, and replays its
+  // head log like any restart. `bytes` and `files`: what the copy holds.
+  status checkpoint(const std::string& dir, std::uint64_t& bytes, std::uint64_t& files) const;
+
   // A short multi-line text of RocksDB statistics for /metrics (may be empty).
   std::string stats_text() const;
 
