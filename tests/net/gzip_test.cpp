@@ -8,28 +8,12 @@
 #include <string>
 
 #include "net/gzip.hpp"
+#include "tests/support/gzip.hpp"
 
 using pulse::net::gunzip;
 using pulse::net::gunzip_result;
 
-namespace {
-
-// gzip (not zlib) framing, as `gzip` and Telegraf write it.
-std::string gzip(const std::string& in) {
-  z_stream z{};
-  REQUIRE(deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&z, in.size()) + 32, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
-
-}  // namespace
+using pulse::test::gzip;
 
 TEST_CASE("gunzip inflates what gzip made, member after member", "[net][gzip]") {
   std::string text;
