@@ -13,6 +13,7 @@
 
 #include "net/http_client.hpp"
 #include "tests/support/gzip.hpp"
+#include "tests/support/http_helpers.hpp"
 #include "tests/support/process.hpp"
 
 using namespace pulse;
@@ -21,17 +22,13 @@ using nlohmann::json;
 
 namespace {
 
-using header_list = std::vector<std::pair<std::string, std::string>>;
+using test::header_list;
 
+// Line protocol is text, as Telegraf labels it.
 net::http_response send(const test::node_process& n, const std::string& method,
                         const std::string& target, const std::string& body = "",
                         const header_list& headers = {}) {
-  net::http_response res;
-  std::string err;
-  INFO(method << " " << target);
-  REQUIRE(net::http_request(n.host, n.port, method, target, body, res, err, 30s,
-                            "text/plain; charset=utf-8", headers));
-  return res;
+  return test::http_send(n, method, target, body, headers, "text/plain; charset=utf-8");
 }
 
 std::int64_t now_ms() {

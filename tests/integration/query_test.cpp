@@ -14,6 +14,7 @@
 
 #include "net/http_client.hpp"
 #include "net/ws_client.hpp"
+#include "tests/support/http_helpers.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/ws_helpers.hpp"
 
@@ -23,17 +24,12 @@ using nlohmann::json;
 
 namespace {
 
-using header_list = std::vector<std::pair<std::string, std::string>>;
+using test::header_list;
 
 net::http_response request(const test::node_process& n, const std::string& method,
                            const std::string& target, const std::string& body = "",
                            const header_list& headers = {}) {
-  net::http_response res;
-  std::string err;
-  INFO(method << " " << target);
-  REQUIRE(net::http_request(n.host, n.port, method, target, body, res, err, 30s,
-                            "application/json", headers));
-  return res;
+  return test::http_send(n, method, target, body, headers);
 }
 
 json body_json(const net::http_response& res) {
