@@ -38,6 +38,9 @@
 //     <- (unsubscribe_atom, patterns)
 //     <- (publish_atom, std::vector<latest_value>)   shard, after a flush
 //     -> session: (update_atom, std::string)   a snapshot or update frame, ready to send
+//   retention (detached; only with storage.retention)
+//     <- (retention_atom)                     a pass, then again in a minute
+//     <- (retention_atom, http_callback)      a pass now (POST /admin/clock)
 //   query    (detached; reads RocksDB)
 //     <- (query_atom, http_request, http_callback)   runs the GET on a detached worker;
 //                                             answers 503 if query.timeout passes first
@@ -169,6 +172,13 @@ caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx);
 // POST /api/v1/readings (JSON) or /write, /api/v2/write (line protocol).
 void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, http_request req,
                   std::optional<auth::grant> writer, http_callback done);
+// The retention actor (detached): drops expired buckets once a minute;
+// (retention_atom, http_callback) runs a pass now and answers with it.
+caf::actor spawn_retention(caf::actor_system& sys, context_ptr ctx);
+// POST /admin/clock?offset= (debug.fault-injection): moves ctx->now(), then a
+// retention pass (when `retention` is set) answers `done`.
+void handle_clock(context_ptr ctx, caf::actor retention, const std::string& target,
+                  http_callback done);
 // POST /admin/backup on a detached actor of its own (the checkpoint blocks).
 void spawn_backup(caf::actor_system& sys, context_ptr ctx, http_request req, http_callback done);
 

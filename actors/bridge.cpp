@@ -62,6 +62,7 @@ class actor_bridge final : public bridge {
     supervisor_ = spawn_supervisor(sys_, ctx_, router_);
     query_ = spawn_query(sys_, ctx_);
     ctx_->query = query_;
+    if (ctx_->settings.retention_ms > 0) retention_ = spawn_retention(sys_, ctx_);
   }
 
   std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
@@ -71,6 +72,10 @@ class actor_bridge final : public bridge {
 
   void http(http_request req, std::optional<auth::grant> writer, http_callback done) override {
     auto path = std::string_view(req.target).substr(0, req.target.find('?'));
+    if (req.method == "POST" && path == "/admin/clock") {
+      handle_clock(ctx_, retention_, req.target, std::move(done));
+      return;
+    }
     if (req.method == "POST" && path == "/admin/backup") {
       spawn_backup(sys_, ctx_, std::move(req), std::move(done));
       return;
@@ -108,6 +113,7 @@ class actor_bridge final : public bridge {
     // ctx_->hub and ctx_->query stay set: sessions may still read them (see node_context).
     for (auto& a : {supervisor_, router_, query_, ctx_->hub})
       self->send_exit(a, caf::exit_reason::user_shutdown);
+    if (retention_) self->send_exit(retention_, caf::exit_reason::user_shutdown);
   }
 
   node_metrics& metrics() override { return ctx_->metrics; }
@@ -122,6 +128,7 @@ class actor_bridge final : public bridge {
   caf::actor router_;
   caf::actor supervisor_;
   caf::actor query_;
+  caf::actor retention_;  // only with storage.retention
 };
 
 }  // namespace

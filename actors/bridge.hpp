@@ -84,7 +84,12 @@ struct node_settings {
   // Longest a GET or a POST may take: a GET still running then is answered
   // 503 (its worker stops at the next check), so one slow query holds nobody else.
   std::chrono::milliseconds query_timeout{10000};
+  // storage.retention / storage.rollup-retention in ms; 0 = keep everything
+  // (rollups: as long as readings). A background actor drops expired buckets.
+  std::int64_t retention_ms = 0;
+  std::int64_t rollup_retention_ms = 0;
   bool fault_injection = false;  // debug.fault-injection: POST /admin/shards/{n}/crash
+  // with fault injection also POST /admin/clock?offset=, which moves the node's notion of now
   // auth.tokens-file, loaded; null = auth off (the node then keeps to loopback).
   std::shared_ptr<const auth::token_store> tokens;
 };
@@ -114,7 +119,8 @@ class bridge {
                                                 std::string peer) = 0;
 
   // HTTP requests that need the actors: GET /api/..., POST /api/v1/readings,
-  // POST /write and /api/v2/write (line protocol), POST /admin/backup.
+  // POST /write and /api/v2/write (line protocol), POST /admin/backup,
+  // POST /admin/clock (debug.fault-injection).
   // `done` is called exactly once, from an actor thread. `writer`: with auth
   // on, the rights of the POST's bearer token (every device in the body must
   // be covered, else 401); nullopt with auth off.

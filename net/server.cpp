@@ -648,6 +648,14 @@ class http_session : public std::enable_shared_from_this<http_session> {
       return send(200, "text/plain; version=0.0.4", shared_->b.metrics_text());
     if (path == "/" && get) return send(200, "text/html; charset=utf-8", dashboard_html());
     if (path == "/admin/backup") return handle_backup(req, target);
+    if (path == "/admin/clock") {
+      if (req.method() != http::verb::post) return method_not_allowed(path);
+      http_request r;
+      r.method = "POST";
+      r.target = std::move(target);
+      shared_->b.http(std::move(r), std::nullopt, reply_on_strand());
+      return;
+    }
     if (path.rfind("/admin/", 0) == 0) return handle_admin(req.method(), path);
     if (path.rfind("/api/", 0) == 0 || path == "/write") {
       std::string method(req.method_string());
