@@ -55,11 +55,13 @@ http_reply to_reply(api::http_answer a) {
 
 // Runs one GET on a detached actor (a thread of its own): a slow fleet query
 // then holds only itself, never the GETs behind it.
-void run_query(caf::actor_system& sys, api::query_context qctx, http_request req,
+// `ctx` keeps the store (qctx points into it) alive for as long as the worker
+// runs, also past the node's shutdown.
+void run_query(caf::actor_system& sys, context_ptr ctx, api::query_context qctx, http_request req,
                std::shared_ptr<pending_query> p,
                std::shared_ptr<std::atomic<std::size_t>> running) {
-  sys.spawn<caf::detached>([qctx = std::move(qctx), req = std::move(req), p = std::move(p),
-                            running = std::move(running)](caf::event_based_actor*) {
+  sys.spawn<caf::detached>([ctx = std::move(ctx), qctx = std::move(qctx), req = std::move(req),
+                            p = std::move(p), running = std::move(running)](caf::event_based_actor*) {
     http_reply reply;
     if (req.debug_delay.count() > 0) std::this_thread::sleep_for(req.debug_delay);
     try {
@@ -101,7 +103,7 @@ caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ct
       auto qctx = st.qctx;
       qctx.deadline = std::chrono::steady_clock::now() + timeout;
       st.running->fetch_add(1);
-      run_query(self->system(), std::move(qctx), std::move(req), std::move(p), st.running);
+      run_query(self->system(), st.ctx, std::move(qctx), std::move(req), std::move(p), st.running);
     },
     [=](timeout_atom, std::uint64_t id) {
       auto& pending = self->state.pending;

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -71,7 +72,10 @@ struct acked_writer {
       return;
     }
     std::uint64_t seq[devices] = {};
-    int in_flight = 0;
+    // Frames sent and not yet acked: (device, its last seq). Acks are
+    // cumulative and may cover several frames of a device.
+    std::vector<std::pair<std::string, std::uint64_t>> unacked;
+    std::size_t in_flight = 0;
     auto deadline = std::chrono::steady_clock::now() + 60s;  // bounded, whatever happens
     while (std::chrono::steady_clock::now() < deadline && !(stop && in_flight == 0)) {
       while (!stop && in_flight < 8) {
@@ -80,11 +84,12 @@ struct acked_writer {
         for (int i = 0; i < 10; ++i)
           readings.push_back({{"seq", ++seq[d]}, {"ts", now_ms()}, {"values", {{"v", 1.0 * seq[d]}}}});
         json frame{{"device", "bk-" + std::to_string(d)}, {"readings", readings}};
+        unacked.emplace_back("bk-" + std::to_string(d), seq[d]);
         if (!ws.send_text(frame.dump(), err)) {
           problem = "send: " + err;
           return;
         }
-        ++in_flight;
+        in_flight = unacked.size();
       }
       auto msg = ws.read(200ms);
       if (!msg) {
@@ -96,10 +101,17 @@ struct acked_writer {
       }
       auto j = json::parse(*msg, nullptr, false);
       if (j.contains("ack")) {
-        std::lock_guard<std::mutex> g{mtx};
-        auto& a = acked[j["ack"]["device"].get<std::string>()];
-        a = std::max(a, j["ack"]["seq"].get<std::uint64_t>());
-        in_flight = std::max(0, in_flight - 1);  // acks may coalesce: at worst we send fewer
+        auto device = j["ack"]["device"].get<std::string>();
+        auto seq_acked = j["ack"]["seq"].get<std::uint64_t>();
+        {
+          std::lock_guard<std::mutex> g{mtx};
+          auto& a = acked[device];
+          a = std::max(a, seq_acked);
+        }
+        unacked.erase(std::remove_if(unacked.begin(), unacked.end(),
+                                     [&](const auto& u) { return u.first == device && u.second <= seq_acked; }),
+                      unacked.end());
+        in_flight = unacked.size();
       } else if (j.contains("error")) {
         problem = "error: " + *msg;
         return;
