@@ -42,8 +42,13 @@
 //     <- (unsubscribe_atom, patterns)
 //     <- (publish_atom, std::vector<latest_value>)   shard, after a flush
 //     -> session: (update_atom, std::string)   a snapshot or update frame, ready to send
+//   retention (detached; only with storage.retention)
+//     <- (retention_atom)                     a pass, then again in a minute
+//     <- (retention_atom, http_callback)      a pass now (POST /admin/clock)
 //   query    (detached; reads RocksDB)
-//     <- (query_atom, method, target, http_callback)
+//     <- (query_atom, http_request, http_callback)   runs the GET on a detached worker;
+//                                             answers 503 if query.timeout passes first
+//     <- (timeout_atom, uint64_t id)          that GET's deadline
 //     <- (subscribe_atom, patterns, actor session)  -> session: (update_atom, snapshot frame)
 
 #include <atomic>
@@ -152,8 +157,16 @@ struct node_context {
   std::unique_ptr<shard_inbox[]> inboxes;
   // Set when the node starts to stop: connections take no more readings.
   std::atomic<bool> stopping{false};
+  // Set once by the bridge before any session or shard exists and never
+  // changed after: sessions and shards read them from their own threads
+  // until the very end (resetting them at shutdown was a data race). The
+  // actors' states are gone once they exit, so these handles hold no cycle.
   caf::actor hub;
   caf::actor query;
+  // Added to the system clock: the node's notion of now (retention, relative
+  // query times). Only POST /admin/clock (debug.fault-injection) moves it.
+  std::atomic<std::int64_t> clock_offset_ms{0};
+  std::int64_t now() const;
 };
 using context_ptr = std::shared_ptr<node_context>;
 
@@ -169,8 +182,18 @@ caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx);
 caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx);
 // Checks free space and brings storage back after a fault (storage_guard.hpp).
 caf::actor spawn_storage_probe(caf::actor_system& sys, context_ptr ctx);
-void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, std::string body,
+// POST /api/v1/readings (JSON) or /write, /api/v2/write (line protocol).
+void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, http_request req,
                   std::optional<auth::grant> writer, http_callback done);
+// The retention actor (detached): drops expired buckets once a minute;
+// (retention_atom, http_callback) runs a pass now and answers with it.
+caf::actor spawn_retention(caf::actor_system& sys, context_ptr ctx);
+// POST /admin/clock?offset= (debug.fault-injection): moves ctx->now(), then a
+// retention pass (when `retention` is set) answers `done`.
+void handle_clock(context_ptr ctx, caf::actor retention, const std::string& target,
+                  http_callback done);
+// POST /admin/backup on a detached actor of its own (the checkpoint blocks).
+void spawn_backup(caf::actor_system& sys, context_ptr ctx, http_request req, http_callback done);
 
 std::int64_t now_ms();
 
@@ -183,5 +206,6 @@ void append_live_entry(std::string& out, const std::string& device, std::int64_t
 }  // namespace pulse
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::http_callback)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::http_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pulse::writer_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<pulse::auth::grant>)

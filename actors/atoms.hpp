@@ -29,5 +29,6 @@ using timeout_atom = caf::atom_constant<caf::atom("timeout")>;    // a deadline 
 using retry_atom = caf::atom_constant<caf::atom("retry")>;        // a session asks again (hello)
 using inbox_atom = caf::atom_constant<caf::atom("inbox")>;        // writers -> shard: items wait
 using hello_atom = caf::atom_constant<caf::atom("hello")>;        // ingest path -> session actor
+using retention_atom = caf::atom_constant<caf::atom("retention")>; // drop expired buckets now
 
 }  // namespace pulse

@@ -96,6 +96,7 @@ struct parsed {
   grant::rights rights;
   std::size_t device_line = 0;  // 0 = not a device token
   std::size_t reader_line = 0;  // 0 = not a reader token
+  std::size_t admin_line = 0;   // 0 = not an admin token
 };
 
 // Reads a tokens file line by line. Each add_* returns an error message
@@ -141,9 +142,11 @@ class file_parser {
         section_ = role::device;
       } else if (name == "reader") {
         section_ = role::reader;
+      } else if (name == "admin") {
+        section_ = role::admin;
       } else {
         return "unknown section [" + std::string(name.substr(0, 64)) +
-               "] (expected [device] or [reader])";
+               "] (expected [device], [reader] or [admin])";
       }
       return {};
     }
@@ -160,11 +163,13 @@ class file_parser {
     value.remove_suffix(1);
     auto token = trim(text.substr(0, eq));
     if (section_ == role::device) return add_device(token, value);
-    if (!trim(value).empty()) return "a reader token takes no devices: its value must be \"\"";
-    return add_reader(token);
+    if (!trim(value).empty())
+      return std::string(section_ == role::admin ? "an admin" : "a reader") +
+             " token takes no devices: its value must be \"\"";
+    return add_role(token, section_);
   }
 
-  // device <devices> <token>  |  reader <token>
+  // device <devices> <token>  |  reader <token>  |  admin <token>
   std::string plain_line(std::string_view text) {
     if (text.front() == '[')
       return "a [section] line, but the file did not start with one (the INI form starts "
@@ -179,10 +184,12 @@ class file_parser {
     }
     // No field is echoed: a line with a typo may hold a token.
     if (fields[0] == "device" && fields.size() == 3) return add_device(fields[2], fields[1]);
-    if (fields[0] == "reader" && fields.size() == 2) return add_reader(fields[1]);
+    if (fields[0] == "reader" && fields.size() == 2) return add_role(fields[1], role::reader);
+    if (fields[0] == "admin" && fields.size() == 2) return add_role(fields[1], role::admin);
     if (fields[0] == "device") return "expected: device <devices> <token>";
     if (fields[0] == "reader") return "expected: reader <token>";
-    return "expected 'device <devices> <token>' or 'reader <token>'";
+    if (fields[0] == "admin") return "expected: admin <token>";
+    return "expected 'device <devices> <token>', 'reader <token>' or 'admin <token>'";
   }
 
   std::string add_device(std::string_view token, std::string_view devices) {
@@ -219,20 +226,23 @@ class file_parser {
     return {};
   }
 
-  std::string add_reader(std::string_view token) {
+  // A reader or an admin token (neither takes devices).
+  std::string add_role(std::string_view token, role r) {
     if (auto problem = token_problem(token)) return problem;
     auto& t = find_or_add(token);
-    if (t.reader_line != 0)
-      return "the token is already listed as a reader token on line " +
-             std::to_string(t.reader_line);
-    t.reader_line = line_;
-    t.rights.reader = true;
+    auto& line = r == role::admin ? t.admin_line : t.reader_line;
+    if (line != 0)
+      return std::string("the token is already listed as ") +
+             (r == role::admin ? "an admin" : "a reader") + " token on line " +
+             std::to_string(line);
+    line = line_;
+    (r == role::admin ? t.rights.admin : t.rights.reader) = true;
     return {};
   }
 
   parsed& find_or_add(std::string_view token) {
     auto [it, added] = by_token_.emplace(std::string(token), tokens_.size());
-    if (added) tokens_.push_back(parsed{std::string(token), {}, 0, 0});
+    if (added) tokens_.push_back(parsed{std::string(token), {}, 0, 0, 0});
     return tokens_[it->second];
   }
 
@@ -274,6 +284,8 @@ bool grant::may_write(std::string_view device) const {
 }
 
 bool grant::may_read() const { return rights_ && rights_->reader; }
+
+bool grant::may_admin() const { return rights_ && rights_->admin; }
 
 token_store::token_store() {
   std::random_device rd;
@@ -368,7 +380,10 @@ bool token_store::may_read(std::string_view token) const {
 
 std::size_t token_store::count(role r) const {
   std::size_t n = 0;
-  for (auto& e : entries_) n += r == role::reader ? e.rights->reader : !e.rights->patterns.empty();
+  for (auto& e : entries_)
+    n += r == role::reader  ? e.rights->reader
+         : r == role::admin ? e.rights->admin
+                            : !e.rights->patterns.empty();
   return n;
 }
 

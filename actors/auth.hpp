@@ -1,5 +1,5 @@
 #pragma once
-// Device and reader tokens (docs/auth.md): the tokens file named by
+// Device, reader and admin tokens (docs/auth.md): the tokens file named by
 // `auth.tokens-file`, parsed once at start-up, and the checks the WebSocket
 // session (hello) and the HTTP routes (Authorization: Bearer) make against it.
 //
@@ -33,7 +33,7 @@ inline constexpr std::size_t max_token_len = 256;
 // load() refuses bigger files (a tokens file is text a person maintains).
 inline constexpr std::size_t max_file_bytes = 16 * 1024 * 1024;
 
-enum class role { device, reader };
+enum class role { device, reader, admin };
 
 // What one token may do. A default-constructed grant may do nothing: that is
 // what an unknown token gets.
@@ -45,6 +45,8 @@ class grant {
   bool may_write(std::string_view device) const;
   // May the holder query over HTTP and subscribe?
   bool may_read() const;
+  // May the holder use /admin/ endpoints (POST /admin/backup)?
+  bool may_admin() const;
   // Neither: the token is unknown.
   bool none() const { return !rights_; }
 
@@ -56,6 +58,7 @@ class grant {
   };
   struct rights {
     bool reader = false;
+    bool admin = false;
     std::vector<pattern> patterns;  // non-empty iff listed as a device token
   };
 

@@ -15,6 +15,8 @@ std::int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+std::int64_t node_context::now() const { return now_ms() + clock_offset_ms.load(); }
+
 void online_registry::add(const std::string& device) {
   std::lock_guard<std::mutex> guard{mtx_};
   ++count_[device];
@@ -61,6 +63,7 @@ class actor_bridge final : public bridge {
     query_ = spawn_query(sys_, ctx_);
     ctx_->query = query_;
     probe_ = spawn_storage_probe(sys_, ctx_);
+    if (ctx_->settings.retention_ms > 0) retention_ = spawn_retention(sys_, ctx_);
   }
 
   std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
@@ -68,14 +71,21 @@ class actor_bridge final : public bridge {
     return pulse::open_session(sys_, ctx_, std::move(sink), router_, std::move(peer));
   }
 
-  void http(std::string method, std::string target, std::string body,
-            std::optional<auth::grant> writer, http_callback done) override {
-    if (method == "POST") {
-      spawn_ingest(sys_, ctx_, router_, std::move(body), std::move(writer), std::move(done));
+  void http(http_request req, std::optional<auth::grant> writer, http_callback done) override {
+    auto path = std::string_view(req.target).substr(0, req.target.find('?'));
+    if (req.method == "POST" && path == "/admin/clock") {
+      handle_clock(ctx_, retention_, req.target, std::move(done));
       return;
     }
-    caf::anon_send(query_, query_atom::value, std::move(method), std::move(target),
-                   std::move(done));
+    if (req.method == "POST" && path == "/admin/backup") {
+      spawn_backup(sys_, ctx_, std::move(req), std::move(done));
+      return;
+    }
+    if (req.method == "POST") {
+      spawn_ingest(sys_, ctx_, router_, std::move(req), std::move(writer), std::move(done));
+      return;
+    }
+    caf::anon_send(query_, query_atom::value, std::move(req), std::move(done));
   }
 
   std::string not_ready() const override {
@@ -117,10 +127,10 @@ class actor_bridge final : public bridge {
                  spdlog::warn("shutdown: sessions did not confirm their acks: {}",
                               caf::to_string(err));
                });
+    // ctx_->hub and ctx_->query stay set: sessions may still read them (see node_context).
     for (auto& a : {supervisor_, router_, query_, probe_, ctx_->hub})
       self->send_exit(a, caf::exit_reason::user_shutdown);
-    ctx_->hub = nullptr;
-    ctx_->query = nullptr;
+    if (retention_) self->send_exit(retention_, caf::exit_reason::user_shutdown);
   }
 
   node_metrics& metrics() override { return ctx_->metrics; }
@@ -138,6 +148,7 @@ class actor_bridge final : public bridge {
   caf::actor supervisor_;
   caf::actor query_;
   caf::actor probe_;
+  caf::actor retention_;  // only with storage.retention
 };
 
 }  // namespace

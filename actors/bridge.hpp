@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "actors/auth.hpp"
@@ -46,6 +47,18 @@ struct http_reply {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra ones (Allow, X-Next-Cursor)
+};
+
+// An HTTP request as the actors see it.
+struct http_request {
+  std::string method;  // HEAD arrives as GET
+  std::string target;  // raw path and query string
+  std::string body;    // already decompressed (Content-Encoding: gzip is undone by net/)
+  std::string accept;  // the Accept header (text/csv selects CSV answers)
+  // debug.fault-injection only: a GET waits this long before it runs
+  // (X-Pulse-Debug-Delay: <ms>), so that tests can make a query slow.
+  std::chrono::milliseconds debug_delay{0};
 };
 // Seconds a client is told to wait (Retry-After) with a 503.
 inline constexpr int retry_after_seconds = 5;
@@ -74,8 +87,15 @@ struct node_settings {
   std::size_t session_max_unacked = 10000;
   std::size_t supervisor_max_restarts = 5;
   std::chrono::milliseconds supervisor_window{60000};
+  // Longest a GET or a POST may take: a GET still running then is answered
+  // 503 (its worker stops at the next check), so one slow query holds nobody else.
   std::chrono::milliseconds query_timeout{10000};
-  // debug.fault-injection: POST /admin/shards/{n}/crash and /admin/storage/fault
+  // storage.retention / storage.rollup-retention in ms; 0 = keep everything
+  // (rollups: as long as readings). A background actor drops expired buckets.
+  std::int64_t retention_ms = 0;
+  std::int64_t rollup_retention_ms = 0;
+  // debug.fault-injection: POST /admin/shards/{n}/crash, /admin/storage/fault,
+  // and POST /admin/clock?offset=, which moves the node's notion of now
   bool fault_injection = false;
   // auth.tokens-file, loaded; null = auth off (the node then keeps to loopback).
   std::shared_ptr<const auth::token_store> tokens;
@@ -105,12 +125,13 @@ class bridge {
   virtual std::unique_ptr<session> open_session(std::shared_ptr<session_sink> sink,
                                                 std::string peer) = 0;
 
-  // HTTP requests that need the actors: GET /api/..., POST /api/v1/readings.
+  // HTTP requests that need the actors: GET /api/..., POST /api/v1/readings,
+  // POST /write and /api/v2/write (line protocol), POST /admin/backup,
+  // POST /admin/clock (debug.fault-injection).
   // `done` is called exactly once, from an actor thread. `writer`: with auth
   // on, the rights of the POST's bearer token (every device in the body must
   // be covered, else 401); nullopt with auth off.
-  virtual void http(std::string method, std::string target, std::string body,
-                    std::optional<auth::grant> writer, http_callback done) = 0;
+  virtual void http(http_request req, std::optional<auth::grant> writer, http_callback done) = 0;
 
   // /readyz: "" when ready (shards up, storage taking writes; later, cluster
   // joined), else why not.

@@ -2,6 +2,11 @@
 // ingest: one short-lived actor per POST /api/v1/readings; answers once every
 // reading of the body is durable.
 
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -12,17 +17,65 @@
 #include "actors/routing.hpp"
 #include "actors/write_window.hpp"
 #include "wire/codec.hpp"
+#include "wire/line_protocol.hpp"
 
 namespace pulse {
 
 // A prefix subscription's snapshot holds at most this many devices.
 constexpr std::size_t max_snapshot_devices = 1000;
 
+// GETs running at once; more are answered 503 (each runs on a thread of its own).
+constexpr std::size_t max_running_queries = 32;
+
+// One GET's answer, given once: by its worker, or by the query actor with a
+// 503 when query.timeout passes first.
+struct pending_query {
+  std::atomic<bool> answered{false};
+  http_callback done;
+  void answer(http_reply r) {
+    if (!answered.exchange(true)) done(std::move(r));
+  }
+};
+
 struct query_state {
   static inline const char* name = "query";
   context_ptr ctx;
   api::query_context qctx;
+  std::uint64_t next_id = 0;
+  // GETs not yet past their deadline, by id (the timeout message names it).
+  std::unordered_map<std::uint64_t, std::shared_ptr<pending_query>> pending;
+  std::shared_ptr<std::atomic<std::size_t>> running = std::make_shared<std::atomic<std::size_t>>(0);
 };
+
+namespace {
+
+http_reply to_reply(api::http_answer a) {
+  return http_reply{a.status, std::move(a.content_type), std::move(a.body), std::move(a.headers)};
+}
+
+// Runs one GET on a detached actor (a thread of its own): a slow fleet query
+// then holds only itself, never the GETs behind it.
+// `ctx` keeps the store (qctx points into it) alive for as long as the worker
+// runs, also past the node's shutdown.
+void run_query(caf::actor_system& sys, context_ptr ctx, api::query_context qctx, http_request req,
+               std::shared_ptr<pending_query> p,
+               std::shared_ptr<std::atomic<std::size_t>> running) {
+  sys.spawn<caf::detached>([ctx = std::move(ctx), qctx = std::move(qctx), req = std::move(req),
+                            p = std::move(p), running = std::move(running)](caf::event_based_actor*) {
+    http_reply reply;
+    if (req.debug_delay.count() > 0) std::this_thread::sleep_for(req.debug_delay);
+    try {
+      reply = to_reply(api::handle_query(qctx, req.method, req.target, req.accept));
+    } catch (const std::exception& e) {
+      spdlog::error("query: {} {} failed: {}", req.method, req.target, e.what());
+      reply = to_reply(api::json_error(500, "internal", e.what()));
+    }
+    p->answer(std::move(reply));
+    running->fetch_sub(1);
+  });
+}
+
+}  // namespace
 
 caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ctx) {
   auto& st = self->state;
@@ -31,22 +84,39 @@ caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ct
   st.qctx.node_name = ctx->settings.node_name;
   node_context* raw = ctx.get();
   st.qctx.online = [raw](std::string_view device) { return raw->online.contains(device); };
+  st.qctx.clock = [raw] { return raw->now(); };
   return {
-    [=](query_atom, const std::string& method, const std::string& target, http_callback& done) {
-      http_reply reply;
-      try {
-        auto a = api::handle_query(self->state.qctx, method, target);
-        reply.status = a.status;
-        reply.content_type = std::move(a.content_type);
-        reply.body = std::move(a.body);
-      } catch (const std::exception& e) {
-        // A query must never take the node's query actor down with it.
-        spdlog::error("query: {} {} failed: {}", method, target, e.what());
-        auto a = api::json_error(500, "internal", e.what());
-        reply.status = a.status;
-        reply.body = std::move(a.body);
+    [=](query_atom, http_request& req, http_callback& done) {
+      auto& st = self->state;
+      auto timeout = st.ctx->settings.query_timeout;
+      if (st.running->load() >= max_running_queries) {
+        done(to_reply(api::json_error(503, "overloaded",
+                                      std::to_string(max_running_queries) +
+                                        " queries are running; retry later")));
+        return;
       }
-      done(std::move(reply));
+      auto p = std::make_shared<pending_query>();
+      p->done = std::move(done);
+      auto id = st.next_id++;
+      st.pending.emplace(id, p);
+      self->delayed_send(self, timeout, timeout_atom::value, id);
+      auto qctx = st.qctx;
+      qctx.deadline = std::chrono::steady_clock::now() + timeout;
+      st.running->fetch_add(1);
+      run_query(self->system(), st.ctx, std::move(qctx), std::move(req), std::move(p), st.running);
+    },
+    [=](timeout_atom, std::uint64_t id) {
+      auto& pending = self->state.pending;
+      auto i = pending.find(id);
+      if (i == pending.end()) return;
+      auto p = std::move(i->second);
+      pending.erase(i);
+      if (p->answered.load()) return;
+      self->state.ctx->metrics.count_error(wire::error_code::overloaded);
+      p->answer(to_reply(api::json_error(
+        503, "overloaded",
+        "the query did not finish within query.timeout (" +
+          std::to_string(self->state.ctx->settings.query_timeout.count()) + " ms)")));
     },
     [=](subscribe_atom, const std::vector<std::string>& patterns, const caf::actor& session) {
       // The snapshot: each matching device's latest values, from `meta`.
@@ -85,6 +155,7 @@ struct ingest_state {
   std::string reject_reason;
   nlohmann::json acks = nlohmann::json::array();
   bool answered = false;
+  bool no_content = false;  // line protocol: 204 without a body (what InfluxDB answers)
 };
 
 namespace {
@@ -95,7 +166,7 @@ void answer(ingest_ptr self, int status, std::string body) {
   auto& st = self->state;
   if (st.answered) return;
   st.answered = true;
-  st.done(http_reply{status, "application/json", std::move(body)});
+  st.done(http_reply{status, "application/json", std::move(body), {}});
   self->quit();
 }
 
@@ -113,6 +184,10 @@ void maybe_finish(ingest_ptr self) {
                    " readings not stored: " + st.reject_reason);
     return;
   }
+  if (st.no_content) {
+    answer(self, 204, {});
+    return;
+  }
   nlohmann::json j;
   j["accepted"] = st.accepted;
   j["acks"] = std::move(st.acks);
@@ -122,15 +197,25 @@ void maybe_finish(ingest_ptr self) {
 }  // namespace
 
 caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr ctx,
-                           caf::actor router, std::string body, std::optional<auth::grant> writer,
+                           caf::actor router, http_request req, std::optional<auth::grant> writer,
                            http_callback done) {
   auto& st = self->state;
   st.ctx = ctx;
   st.done = std::move(done);
   auto frame = std::make_shared<wire::frame>();
-  {
+  auto path = std::string_view(req.target).substr(0, req.target.find('?'));
+  if (path == "/write" || path == "/api/v2/write") {
+    // InfluxDB line protocol (Telegraf): same path to the shards, 204 once durable.
+    std::int64_t ns_per_unit = 1;
+    if (auto bad = api::parse_write_params(req.target, path != "/write", ns_per_unit)) {
+      answer(self, bad->status, std::move(bad->body));
+      return {};
+    }
+    st.no_content = true;
+    wire::parse_line_protocol(req.body, ns_per_unit, ctx->now(), *frame);
+  } else {
     wire::frame_parser parser;
-    parser.parse_body(body, now_ms(), *frame);
+    parser.parse_body(req.body, ctx->now(), *frame);
   }
   // All or nothing: a body with a bad reading stores none of it, so that a
   // client can fix the body and post it again without creating duplicates.
@@ -229,13 +314,23 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
   };
 }
 
+void spawn_backup(caf::actor_system& sys, context_ptr ctx, http_request req, http_callback done) {
+  sys.spawn<caf::detached>([ctx = std::move(ctx), req = std::move(req),
+                            done = std::move(done)](caf::event_based_actor*) {
+    auto a = api::handle_backup(*ctx->db, req.target, req.body, ctx->settings.storage_path);
+    if (a.status == 200) spdlog::info("backup: {}", a.body);
+    else spdlog::warn("backup refused or failed: {}", a.body);
+    done(to_reply(std::move(a)));
+  });
+}
+
 caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx) {
   return sys.spawn<caf::detached>(query_actor, std::move(ctx));
 }
 
-void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, std::string body,
+void spawn_ingest(caf::actor_system& sys, context_ptr ctx, caf::actor router, http_request req,
                   std::optional<auth::grant> writer, http_callback done) {
-  sys.spawn(ingest_actor, std::move(ctx), std::move(router), std::move(body), std::move(writer),
+  sys.spawn(ingest_actor, std::move(ctx), std::move(router), std::move(req), std::move(writer),
             std::move(done));
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <filesystem>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -13,10 +14,14 @@
 #include <utility>
 #include <vector>
 
+#include <boost/url/params_encoded_view.hpp>
+#include <boost/url/parse_query.hpp>
+#include <boost/url/pct_string_view.hpp>
 #include <nlohmann/json.hpp>
 
 #include "storage/query.hpp"
 #include "wire/codec.hpp"
+#include "wire/line_protocol.hpp"
 
 namespace pulse::api {
 
@@ -45,9 +50,15 @@ http_answer bad_request(std::string_view message) { return json_error(400, "bad_
 http_answer not_found(std::string_view message) { return json_error(404, "not_found", message); }
 http_answer internal_error(std::string_view message) { return json_error(500, "internal", message); }
 
-std::int64_t now_ms() {
+std::int64_t system_now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::int64_t now_of(const query_context& ctx) { return ctx.clock ? ctx.clock() : system_now_ms(); }
+
+http_answer service_unavailable(std::string_view message) {
+  return json_error(503, "overloaded", message);
 }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -64,13 +75,6 @@ bool parse_u64(std::string_view s, std::uint64_t& out) {
   }
   out = v;
   return true;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 // --- query string ---------------------------------------------------------
@@ -90,18 +94,17 @@ class params {
   // not in `allowed` (a typo like `form=` must not silently mean "from 0").
   failure parse(std::string_view query, std::initializer_list<std::string_view> allowed) {
     std::vector<std::string> unknown;
-    while (!query.empty()) {
-      auto amp = query.find('&');
-      auto piece = query.substr(0, amp);
-      query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-      if (piece.empty()) continue;  // "a=1&&b=2" and a trailing '&' are harmless
-      auto eq = piece.find('=');
-      bool ok_key = true, ok_value = true;
-      auto key = url_decode(piece.substr(0, eq), ok_key);
-      std::string value;
-      if (eq != std::string_view::npos) value = url_decode(piece.substr(eq + 1), ok_value);
-      if (!ok_key || !ok_value)
-        return bad_request("malformed %-escape in query parameter '" + std::string(piece) + "'");
+    if (query.empty()) return std::nullopt;  // (Boost.URL wants a non-null view)
+    auto parsed = boost::urls::parse_query(query);
+    if (!parsed)
+      return bad_request("malformed query string '" + std::string(query) +
+                         "': " + parsed.error().message());
+    boost::urls::encoding_opts opts;
+    opts.space_as_plus = true;  // forms send spaces as '+'
+    for (auto piece : *parsed) {
+      if (piece.key.empty() && !piece.has_value) continue;  // "a=1&&b=2", a trailing '&'
+      auto key = piece.key.decode(opts);
+      std::string value = piece.has_value ? piece.value.decode(opts) : std::string();
       if (key.empty()) return bad_request("query parameter without a name");
       for (auto& [k, v] : items_)
         if (k == key) return bad_request("duplicate query parameter '" + key + "'");
@@ -144,17 +147,35 @@ failure parse_limit(const params& p, std::size_t default_limit, std::size_t max_
   return std::nullopt;
 }
 
-// `from` (default 0) and `to` (default now + 1 day), with from < to.
-failure parse_window(const params& p, std::int64_t& from, std::int64_t& to) {
-  from = 0;
-  to = std::min(now_ms() + default_to_ahead_ms, max_time_ms);
-  if (auto s = p.find("from"); s && !parse_time_param(*s, from))
-    return bad_request("from must be ms since epoch or RFC 3339 (0 to year 9999), got '" + *s + "'");
-  if (auto s = p.find("to"); s && !parse_time_param(*s, to))
-    return bad_request("to must be ms since epoch or RFC 3339 (0 to year 9999), got '" + *s + "'");
+// `to` (default now) and `from` (default to - 1 h), with from < to.
+failure parse_window(const query_context& ctx, const params& p, std::int64_t& from,
+                     std::int64_t& to) {
+  const auto now = now_of(ctx);
+  to = std::clamp<std::int64_t>(now, 0, max_time_ms);
+  constexpr const char* forms =
+    " must be ms since epoch, RFC 3339, now, or relative to now such as -1h or now-15m "
+    "(0 to year 9999), got '";
+  if (auto s = p.find("to"); s && !parse_time_param(*s, now, to))
+    return bad_request("to" + std::string(forms) + *s + "'");
+  from = std::max<std::int64_t>(0, to - default_window_ms);
+  if (auto s = p.find("from"); s && !parse_time_param(*s, now, from))
+    return bad_request("from" + std::string(forms) + *s + "'");
   if (from >= to)
     return bad_request("from (" + std::to_string(from) + ") must be before to (" +
                        std::to_string(to) + ")");
+  return std::nullopt;
+}
+
+enum class out_format { json, csv };
+
+// format=json|csv; without it, an Accept header naming text/csv picks CSV.
+failure parse_format(const params& p, std::string_view accept, out_format& f) {
+  f = accept.find("text/csv") != std::string_view::npos ? out_format::csv : out_format::json;
+  auto s = p.find("format");
+  if (!s) return std::nullopt;
+  if (*s == "csv") f = out_format::csv;
+  else if (*s == "json") f = out_format::json;
+  else return bad_request("format must be json or csv, got '" + *s + "'");
   return std::nullopt;
 }
 
@@ -180,7 +201,10 @@ enum fn_bit : unsigned {
   fn_avg = 1u << 4,
   fn_first = 1u << 5,
   fn_last = 1u << 6,
-  fn_all = (1u << 7) - 1,
+  fn_increase = 1u << 7,  // counters: sum of rises, a drop counts as a restart from 0
+  fn_rate = 1u << 8,      // increase per second of the bucket
+  fn_default = (1u << 7) - 1,  // all but the counter functions, which scan raw readings
+  fn_counter = fn_increase | fn_rate,
 };
 
 struct fn_name {
@@ -192,10 +216,11 @@ struct fn_name {
 constexpr fn_name fn_names[] = {
   {"count", fn_count}, {"sum", fn_sum},     {"min", fn_min},  {"max", fn_max},
   {"avg", fn_avg},     {"first", fn_first}, {"last", fn_last},
+  {"increase", fn_increase}, {"rate", fn_rate},
 };
 
 failure parse_fns(const params& p, unsigned& fns) {
-  fns = fn_all;
+  fns = fn_default;
   auto s = p.find("fn");
   if (!s) return std::nullopt;
   fns = 0;
@@ -207,7 +232,7 @@ failure parse_fns(const params& p, unsigned& fns) {
                            [&](const fn_name& f) { return f.name == item; });
     if (it == std::end(fn_names))
       return bad_request("unknown fn '" + std::string(item) +
-                         "'; allowed: avg, min, max, sum, count, first, last");
+                         "'; allowed: avg, min, max, sum, count, first, last, increase, rate");
     fns |= it->bit;
     if (comma == std::string_view::npos) break;
     rest = rest.substr(comma + 1);
@@ -221,16 +246,19 @@ struct agg_request {
   std::int64_t to = 0;
   std::optional<std::string> step_text;  // echoed as given; null when absent
   std::int64_t step_ms = 0;              // 0: one bucket for the whole window
-  unsigned fns = fn_all;
+  unsigned fns = fn_default;
+  out_format format = out_format::json;
 };
 
-failure parse_agg_request(const params& p, agg_request& r) {
+failure parse_agg_request(const query_context& ctx, const params& p, std::string_view accept,
+                          agg_request& r) {
   auto metric = p.find("metric");
   if (!metric) return bad_request("metric is required");
   if (!valid_metric_name(*metric))
     return bad_request("metric must be 1-64 characters of [A-Za-z0-9_.], got '" + *metric + "'");
   r.metric = *metric;
-  if (auto f = parse_window(p, r.from, r.to)) return f;
+  if (auto f = parse_window(ctx, p, r.from, r.to)) return f;
+  if (auto f = parse_format(p, accept, r.format)) return f;
   if (auto s = p.find("step")) {
     if (!parse_duration_ms(*s, r.step_ms))
       return bad_request("step must be a positive duration such as 250ms, 1s, 5m, 1h or 1d, got '" +
@@ -296,29 +324,138 @@ failure device_buckets(const storage::store& db, std::string_view device, const 
   return std::nullopt;
 }
 
-json bucket_json(std::int64_t t, const storage::aggregate& a, unsigned fns) {
+// --- counters (fn=increase, fn=rate) -------------------------------------
+
+// Bucket start -> the counter's increase in it.
+using counter_map = std::map<std::int64_t, double>;
+
+// Where a reading at `ts` lands in the answer (as answer_buckets() places them).
+std::int64_t answer_bucket_of(const agg_request& r, std::int64_t ts) {
+  return r.step_ms == 0 ? r.from : ts / r.step_ms * r.step_ms;
+}
+
+// Adds `device`'s increases of r.metric to `out`, from its raw readings in the
+// window in (ts, seq) order: each rise counts in the bucket of the later
+// reading, and a drop means the counter restarted from 0 (a meter replaced or
+// reset), so the new value is the rise. The rise from a reading before `from`
+// to the first one in the window is not counted.
+failure add_increases(const query_context& ctx, const std::string& device, const agg_request& r,
+                      counter_map& out, std::size_t& scanned) {
+  std::string cursor, next;
+  std::optional<double> prev;
+  do {
+    if (std::chrono::steady_clock::now() > ctx.deadline)
+      return service_unavailable("query.timeout passed while reading the counter's raw readings; "
+                                 "narrow the window");
+    storage::status st;
+    auto rows = storage::read_readings(*ctx.db, device, r.from, r.to, max_readings_limit, cursor,
+                                       next, st);
+    if (!st) return internal_error("reading " + device + ": " + st.message);
+    scanned += rows.size();
+    if (scanned > max_counter_readings)
+      return bad_request("fn=increase/rate would read more than " +
+                         std::to_string(max_counter_readings) +
+                         " raw readings; narrow from/to or the prefix");
+    for (auto& row : rows)
+      for (auto& [name, v] : row.values) {
+        if (name != r.metric) continue;
+        if (prev) out[answer_bucket_of(r, row.ts)] += v >= *prev ? v - *prev : v;
+        prev = v;
+        break;
+      }
+    cursor = std::move(next);
+  } while (!cursor.empty());
+  return std::nullopt;
+}
+
+// What bucket_json() needs besides the aggregate.
+struct counter_view {
+  const counter_map* increases = nullptr;  // null: no counter functions asked for
+  double seconds = 1;                      // a bucket's length, for rate
+  double at(std::int64_t t) const {
+    auto i = increases->find(t);
+    return i == increases->end() ? 0.0 : i->second;
+  }
+};
+
+counter_view counters_for(const agg_request& r, const counter_map& m) {
+  counter_view v;
+  if (r.fns & fn_counter) v.increases = &m;
+  v.seconds = static_cast<double>(r.step_ms > 0 ? r.step_ms : r.to - r.from) / 1000.0;
+  return v;
+}
+
+double fn_value(fn_bit f, std::int64_t t, const storage::aggregate& a, const counter_view& c) {
+  switch (f) {
+    case fn_count: return static_cast<double>(a.count);
+    case fn_sum: return a.sum();
+    case fn_min: return a.min;
+    case fn_max: return a.max;
+    case fn_avg: return a.avg();
+    case fn_first: return a.first;
+    case fn_last: return a.last;
+    case fn_increase: return c.at(t);
+    case fn_rate: return c.at(t) / c.seconds;
+    default: return 0;
+  }
+}
+
+json bucket_json(std::int64_t t, const storage::aggregate& a, unsigned fns, const counter_view& c) {
   json j;
   j["t"] = t;
   for (auto& f : fn_names) {
     if (!(fns & f.bit)) continue;
-    switch (f.bit) {
-      case fn_count: j["count"] = a.count; break;
-      case fn_sum: j["sum"] = a.sum(); break;
-      case fn_min: j["min"] = a.min; break;
-      case fn_max: j["max"] = a.max; break;
-      case fn_avg: j["avg"] = a.avg(); break;
-      case fn_first: j["first"] = a.first; break;
-      case fn_last: j["last"] = a.last; break;
-      default: break;
-    }
+    if (f.bit == fn_count) j["count"] = a.count;  // an integer in JSON
+    else j[std::string(f.name)] = fn_value(f.bit, t, a, c);
   }
   return j;
 }
 
-json buckets_json(const std::vector<storage::bucket>& buckets, unsigned fns) {
+json buckets_json(const std::vector<storage::bucket>& buckets, unsigned fns,
+                  const counter_view& c) {
   auto arr = json::array();
-  for (auto& b : buckets) arr.push_back(bucket_json(b.t, b.agg, fns));
+  for (auto& b : buckets) arr.push_back(bucket_json(b.t, b.agg, fns, c));
   return arr;
+}
+
+// --- CSV ------------------------------------------------------------------
+// Ids and metric names never need quoting ([A-Za-z0-9:._-]); numbers are
+// written in the shortest form that reads back exactly.
+
+http_answer csv_answer(std::string body) {
+  http_answer a;
+  a.content_type = "text/csv; charset=utf-8";
+  a.body = std::move(body);
+  return a;
+}
+
+void csv_header(std::string& out, bool with_device, unsigned fns) {
+  out += with_device ? "device,t" : "t";
+  for (auto& f : fn_names)
+    if (fns & f.bit) {
+      out += ',';
+      out += f.name;
+    }
+  out += '\n';
+}
+
+void csv_buckets(std::string& out, const std::string* device,
+                 const std::vector<storage::bucket>& buckets, unsigned fns,
+                 const counter_view& c) {
+  for (auto& b : buckets) {
+    if (device) {
+      out += *device;
+      out += ',';
+    }
+    out += std::to_string(b.t);
+    for (auto& f : fn_names) {
+      if (!(fns & f.bit)) continue;
+      out += ',';
+      if (f.bit == fn_count) out += std::to_string(b.agg.count);
+      else wire::append_json_number(out, fn_value(f.bit, b.t, b.agg, c));
+    }
+    out += '\n';
+  }
 }
 
 json step_json(const agg_request& r) { return r.step_text ? json(*r.step_text) : json(nullptr); }
@@ -403,11 +540,40 @@ http_answer device_detail(const query_context& ctx, const std::string& id) {
   return ok_answer(j);
 }
 
-http_answer device_readings(const query_context& ctx, const std::string& id, const params& p) {
+// CSV of readings: seq, ts and one column per metric of the page (sorted),
+// empty where a reading has no value for it. The next page's cursor goes in
+// the X-Next-Cursor header (absent on the last page).
+http_answer readings_csv(const std::vector<storage::stored_reading>& rows, const std::string& next) {
+  std::vector<std::string> names;
+  for (auto& r : rows)
+    for (auto& [name, v] : r.values) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  std::string out = "seq,ts";
+  for (auto& n : names) out += ',' + n;
+  out += '\n';
+  for (auto& r : rows) {
+    out += std::to_string(r.seq) + ',' + std::to_string(r.ts);
+    for (auto& n : names) {
+      out += ',';
+      for (auto& [name, v] : r.values)
+        if (name == n) wire::append_json_number(out, v);
+    }
+    out += '\n';
+  }
+  auto a = csv_answer(std::move(out));
+  if (!next.empty()) a.headers.emplace_back("X-Next-Cursor", next);
+  return a;
+}
+
+http_answer device_readings(const query_context& ctx, const std::string& id, const params& p,
+                            std::string_view accept) {
   std::size_t limit = 0;
   if (auto f = parse_limit(p, default_readings_limit, max_readings_limit, limit)) return *f;
   std::int64_t from = 0, to = 0;
-  if (auto f = parse_window(p, from, to)) return *f;
+  if (auto f = parse_window(ctx, p, from, to)) return *f;
+  out_format format = out_format::json;
+  if (auto f = parse_format(p, accept, format)) return *f;
   std::string cursor;
   if (auto s = p.find("cursor")) cursor = *s;
   std::optional<storage::device_record> rec;
@@ -427,6 +593,7 @@ http_answer device_readings(const query_context& ctx, const std::string& id, con
     }
     return internal_error("reading " + id + ": " + st.message);
   }
+  if (format == out_format::csv) return readings_csv(rows, next);
   json j;
   j["device"] = id;
   j["readings"] = json::array();
@@ -439,25 +606,37 @@ http_answer device_readings(const query_context& ctx, const std::string& id, con
   return ok_answer(j);
 }
 
-http_answer device_aggregate(const query_context& ctx, const std::string& id, const params& p) {
+http_answer device_aggregate(const query_context& ctx, const std::string& id, const params& p,
+                             std::string_view accept) {
   agg_request r;
-  if (auto f = parse_agg_request(p, r)) return *f;
+  if (auto f = parse_agg_request(ctx, p, accept, r)) return *f;
   std::optional<storage::device_record> rec;
   if (auto f = load_device(ctx, id, rec)) return *f;
   std::vector<storage::bucket> buckets;
   if (auto f = device_buckets(*ctx.db, id, r, buckets)) return *f;
+  counter_map increases;
+  std::size_t scanned = 0;
+  if (r.fns & fn_counter)
+    if (auto f = add_increases(ctx, id, r, increases, scanned)) return *f;
+  auto counters = counters_for(r, increases);
+  if (r.format == out_format::csv) {
+    std::string out;
+    csv_header(out, false, r.fns);
+    csv_buckets(out, nullptr, buckets, r.fns, counters);
+    return csv_answer(std::move(out));
+  }
   json j;
   j["device"] = id;
   j["metric"] = r.metric;
   j["step"] = step_json(r);
-  j["buckets"] = buckets_json(buckets, r.fns);
+  j["buckets"] = buckets_json(buckets, r.fns, counters);
   j["partial"] = false;
   return ok_answer(j);
 }
 
-http_answer fleet_aggregate(const query_context& ctx, const params& p) {
+http_answer fleet_aggregate(const query_context& ctx, const params& p, std::string_view accept) {
   agg_request r;
-  if (auto f = parse_agg_request(p, r)) return *f;
+  if (auto f = parse_agg_request(ctx, p, accept, r)) return *f;
   std::string prefix;
   if (auto f = parse_prefix(p, prefix)) return *f;
   bool group = false;
@@ -467,21 +646,46 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p) {
   }
   if (auto f = require_db(ctx)) return *f;
 
+  // Counters are per device (a fleet's increase is the sum of its devices'),
+  // so they need the devices apart even when the answer merges them.
+  const bool counters = (r.fns & fn_counter) != 0;
   std::map<std::int64_t, storage::aggregate> merged;  // without group_by, by bucket start
   std::map<std::string, std::map<std::int64_t, storage::aggregate>> by_device;
   auto st = storage::aggregate_fleet(*ctx.db, prefix, r.metric, r.from, r.to, storage_step(r),
-                                     group, merged, by_device);
+                                     group || counters, merged, by_device);
   if (!st) return internal_error("aggregating the fleet: " + st.message);
+  counter_map fleet_increases;
+  std::map<std::string, counter_map> device_increases;
+  std::size_t scanned = 0;
+  if (counters)
+    for (auto& [device, m] : by_device) {
+      auto& inc = group ? device_increases[device] : fleet_increases;
+      if (auto f = add_increases(ctx, device, r, inc, scanned)) return *f;
+      if (!group)
+        for (auto& [t, agg] : m) merged[t].merge(agg);
+    }
+
+  const bool csv = r.format == out_format::csv;
+  std::string out;
+  if (csv) csv_header(out, group, r.fns);
   auto groups = json::array();
   std::int64_t group_buckets = 0;
-  for (auto& [device, m] : by_device) {
-    auto buckets = answer_buckets(r, m);
-    if (buckets.empty()) continue;
-    group_buckets += static_cast<std::int64_t>(buckets.size());
-    if (group_buckets > max_group_buckets)
-      return bad_request("the grouped answer exceeds " + std::to_string(max_group_buckets) +
-                         " buckets; narrow prefix, from/to or use a larger step");
-    groups.push_back(json{{"device", device}, {"buckets", buckets_json(buckets, r.fns)}});
+  if (group)
+    for (auto& [device, m] : by_device) {
+      auto buckets = answer_buckets(r, m);
+      if (buckets.empty()) continue;
+      group_buckets += static_cast<std::int64_t>(buckets.size());
+      if (group_buckets > max_group_buckets)
+        return bad_request("the grouped answer exceeds " + std::to_string(max_group_buckets) +
+                           " buckets; narrow prefix, from/to or use a larger step");
+      auto c = counters_for(r, device_increases[device]);
+      if (csv) csv_buckets(out, &device, buckets, r.fns, c);
+      else groups.push_back(json{{"device", device}, {"buckets", buckets_json(buckets, r.fns, c)}});
+    }
+  auto fleet_counters = counters_for(r, fleet_increases);
+  if (csv) {
+    if (!group) csv_buckets(out, nullptr, answer_buckets(r, merged), r.fns, fleet_counters);
+    return csv_answer(std::move(out));
   }
 
   json j;
@@ -490,7 +694,7 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p) {
   if (group) {
     j["groups"] = std::move(groups);
   } else {
-    j["buckets"] = buckets_json(answer_buckets(r, merged), r.fns);
+    j["buckets"] = buckets_json(answer_buckets(r, merged), r.fns, fleet_counters);
   }
   j["partial"] = false;
   return ok_answer(j);
@@ -500,7 +704,15 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p) {
 
 enum class endpoint { devices, device, readings, device_aggregate, fleet_aggregate };
 
-http_answer route(const query_context& ctx, std::string_view method, std::string_view target) {
+// A path segment: %XX escapes only ('+' is a plus in paths).
+std::string url_decode_path(std::string_view s, bool& ok) {
+  auto pct = boost::urls::make_pct_string_view(s);
+  ok = pct.has_value();
+  return ok ? pct->decode() : std::string();
+}
+
+http_answer route(const query_context& ctx, std::string_view method, std::string_view target,
+                  std::string_view accept) {
   if (target.empty() || target.front() != '/')
     return bad_request("the request target must be an absolute path");
   auto qmark = target.find('?');
@@ -534,14 +746,17 @@ http_answer route(const query_context& ctx, std::string_view method, std::string
   else if (n == 5 && segs[2] == "devices" && segs[4] == "aggregate") ep = endpoint::device_aggregate;
   else return not_found("no such endpoint: " + std::string(path));
 
-  if (method != "GET")
-    return json_error(405, "method_not_allowed",
-                      std::string(method) + " is not allowed on " + std::string(path) + "; use GET");
+  if (method != "GET") {
+    auto a = json_error(405, "method_not_allowed",
+                        std::string(method) + " is not allowed on " + std::string(path) + "; use GET");
+    a.headers.emplace_back("Allow", "GET, HEAD, OPTIONS");
+    return a;
+  }
 
   std::string id;
   if (n >= 4) {
     bool ok = true;
-    id = url_decode(segs[3], ok);
+    id = url_decode_path(segs[3], ok);
     if (!ok) return bad_request("malformed %-escape in device id");
     // Also refuses encoded slashes and NULs: ids never contain them.
     if (!valid_device_id(id))
@@ -557,29 +772,118 @@ http_answer route(const query_context& ctx, std::string_view method, std::string
       if (auto f = p.parse(query, {})) return *f;
       return device_detail(ctx, id);
     case endpoint::readings:
-      if (auto f = p.parse(query, {"from", "to", "limit", "cursor"})) return *f;
-      return device_readings(ctx, id, p);
+      if (auto f = p.parse(query, {"from", "to", "limit", "cursor", "format"})) return *f;
+      return device_readings(ctx, id, p, accept);
     case endpoint::device_aggregate:
-      if (auto f = p.parse(query, {"metric", "from", "to", "step", "fn"})) return *f;
-      return device_aggregate(ctx, id, p);
+      if (auto f = p.parse(query, {"metric", "from", "to", "step", "fn", "format"})) return *f;
+      return device_aggregate(ctx, id, p, accept);
     case endpoint::fleet_aggregate:
-      if (auto f = p.parse(query, {"metric", "from", "to", "step", "prefix", "group_by", "fn"}))
+      if (auto f = p.parse(query,
+                           {"metric", "from", "to", "step", "prefix", "group_by", "fn", "format"}))
         return *f;
-      return fleet_aggregate(ctx, p);
+      return fleet_aggregate(ctx, p, accept);
   }
   return internal_error("unhandled endpoint");
 }
 
 }  // namespace
 
-http_answer handle_query(const query_context& ctx, std::string_view method, std::string_view target) {
+http_answer handle_query(const query_context& ctx, std::string_view method, std::string_view target,
+                         std::string_view accept) {
   try {
-    return route(ctx, method, target);
+    return route(ctx, method, target, accept);
   } catch (const std::exception& e) {
     return internal_error(e.what());
   } catch (...) {
     return internal_error("unknown exception");
   }
+}
+
+namespace {
+
+// Why `dir` may not receive a backup ("" if it may).
+std::string backup_dir_problem(const std::string& dir, const std::string& storage_path) {
+  namespace fs = std::filesystem;
+  if (dir.empty()) return "name the backup directory: POST /admin/backup?dir=/abs/path or a body {\"dir\":\"/abs/path\"}";
+  if (dir.size() > 4096) return "the backup directory's path is longer than 4096 bytes";
+  if (dir.front() != '/') return "the backup directory must be an absolute path, got '" + dir + "'";
+  if (std::any_of(dir.begin(), dir.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+    return "the backup directory's path holds a control character";
+  // Strict segments, as for URLs: no "..", ".", "//" or trailing "/" to interpret.
+  for (std::size_t i = 1; i <= dir.size();) {
+    auto slash = std::min(dir.find('/', i), dir.size());
+    auto seg = std::string_view(dir).substr(i, slash - i);
+    if (seg.empty() || seg == "." || seg == "..")
+      return "the backup directory's path must not have empty, '.' or '..' segments, got '" + dir + "'";
+    i = slash + 1;
+  }
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(dir, ec)))
+    return "'" + dir + "' already exists: a backup goes into a new directory";
+  auto parent = fs::path(dir).parent_path();
+  if (!fs::is_directory(parent, ec))
+    return "the parent of '" + dir + "' (" + parent.string() + ") is not an existing directory";
+  auto live = fs::weakly_canonical(storage_path, ec).string();
+  auto target = (fs::weakly_canonical(parent, ec) / fs::path(dir).filename()).string();
+  if (!live.empty() && (target == live || target.rfind(live + "/", 0) == 0))
+    return "the backup directory must be outside storage.path (" + live + ")";
+  return {};
+}
+
+}  // namespace
+
+http_answer handle_backup(const storage::store& db, std::string_view target, std::string_view body,
+                          const std::string& storage_path) {
+  try {
+    auto qmark = target.find('?');
+    params p;
+    if (auto f = p.parse(qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1),
+                         {"dir"}))
+      return *f;
+    std::string dir;
+    if (auto d = p.find("dir")) dir = *d;
+    if (!body.empty()) {
+      auto j = nlohmann::json::parse(body, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || j.size() != 1 || !j.contains("dir") ||
+          !j["dir"].is_string())
+        return bad_request("the body must be {\"dir\":\"/absolute/path\"} (or empty, with ?dir=)");
+      if (!dir.empty()) return bad_request("name the backup directory once: ?dir= or the body, not both");
+      dir = j["dir"].get<std::string>();
+    }
+    if (auto problem = backup_dir_problem(dir, storage_path); !problem.empty())
+      return bad_request(problem);
+    auto t0 = std::chrono::steady_clock::now();
+    std::uint64_t bytes = 0, files = 0;
+    auto st = db.checkpoint(dir, bytes, files);
+    if (!st) return internal_error(st.message);
+    json j;
+    j["path"] = dir;
+    j["bytes"] = bytes;
+    j["files"] = files;
+    j["ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+    return ok_answer(j);
+  } catch (const std::exception& e) {
+    return internal_error(e.what());
+  }
+}
+
+std::optional<http_answer> parse_write_params(std::string_view target, bool v2,
+                                              std::int64_t& ns_per_unit) {
+  auto qmark = target.find('?');
+  auto query = qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
+  params p;
+  if (auto f = v2 ? p.parse(query, {"precision", "bucket", "org", "orgID"})
+                  : p.parse(query, {"precision", "db", "rp", "u", "p", "consistency"}))
+    return f;
+  auto precision = p.find("precision");
+  auto units = wire::line_protocol_precision(precision ? *precision : "", v2);
+  if (!units)
+    return bad_request("precision must be one of " +
+                       std::string(v2 ? "ns, us, ms, s" : "n, u, ms, s, m, h") + ", got '" +
+                       *precision + "'");
+  ns_per_unit = *units;
+  return std::nullopt;
 }
 
 bool parse_duration_ms(std::string_view s, std::int64_t& ms) {
@@ -602,57 +906,43 @@ bool parse_duration_ms(std::string_view s, std::int64_t& ms) {
   return true;
 }
 
-bool parse_time_param(std::string_view s, std::int64_t& ms) {
+bool parse_time_param(std::string_view s, std::int64_t now_ms, std::int64_t& ms) {
   if (s.empty()) return false;
   std::int64_t v = 0;
-  if (std::all_of(s.begin(), s.end(), is_digit)) {
+  if (s == "now" || s.substr(0, 4) == "now-" || s.front() == '-') {
+    // Relative: "now", "now-15m", "-1h" (before now).
+    auto rel = s == "now" ? std::string_view{} : s.substr(s.front() == '-' ? 1 : 4);
+    std::int64_t back = 0;
+    if (s != "now" && !parse_duration_ms(rel, back)) return false;
+    if (back > now_ms) return false;  // before 1970 (also keeps clear of overflow)
+    v = now_ms - back;
+  } else if (std::all_of(s.begin(), s.end(), is_digit)) {
     std::uint64_t n = 0;
-    if (!parse_u64(s, n) || n > static_cast<std::uint64_t>(max_time_ms)) return false;
-    v = static_cast<std::int64_t>(n);
+    if (!parse_u64(s, n)) return false;
+    v = static_cast<std::int64_t>(std::min<std::uint64_t>(n, max_time_ms + 1));
   } else {
     auto t = wire::parse_rfc3339(s);
-    if (!t || *t < 0 || *t > max_time_ms) return false;
+    if (!t) return false;
     v = *t;
   }
+  if (v < 0 || v > max_time_ms) return false;
   ms = v;
   return true;
 }
 
 std::string url_decode(std::string_view s, bool& ok) {
-  ok = true;
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '+') {
-      out += ' ';
-    } else if (c == '%') {
-      if (i + 2 >= s.size()) {  // needs two hex digits after '%'
-        ok = false;
-        return {};
-      }
-      int h = hex_value(s[i + 1]);
-      int l = hex_value(s[i + 2]);
-      if (h < 0 || l < 0) {
-        ok = false;
-        return {};
-      }
-      out += static_cast<char>(h * 16 + l);
-      i += 2;
-    } else {
-      out += c;
-    }
-  }
-  return out;
+  auto pct = boost::urls::make_pct_string_view(s);
+  ok = pct.has_value();
+  if (!ok) return {};
+  boost::urls::encoding_opts opts;
+  opts.space_as_plus = true;
+  return pct->decode(opts);
 }
 
 http_answer json_error(int status, std::string_view code, std::string_view message) {
-  json j;
-  j["error"]["code"] = std::string(code);
-  j["error"]["message"] = std::string(message);
   http_answer a;
   a.status = status;
-  a.body = dump(j);
+  a.body = wire::encode_error(code, message);
   return a;
 }
 

@@ -87,14 +87,12 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, cont
     [=](crash_atom, std::uint64_t n) -> bool { return crash(self, n); },
     [=](crash_atom, std::uint64_t n, http_callback& done) {
       if (crash(self, n)) {
-        done(http_reply{202, "application/json", "{\"crashed\":" + std::to_string(n) + "}"});
+        done(http_reply{202, "application/json", "{\"crashed\":" + std::to_string(n) + "}", {}});
         return;
       }
-      std::string body = "{\"error\":{\"code\":\"not_found\",\"message\":";
-      wire::append_json_string(body, "no shard " + std::to_string(n) +
-                                       " to crash, or debug.fault-injection is off");
-      body += "}}";
-      done(http_reply{404, "application/json", std::move(body)});
+      auto body = wire::encode_error("not_found", "no shard " + std::to_string(n) +
+                                                     " to crash, or debug.fault-injection is off");
+      done(http_reply{404, "application/json", std::move(body), {}});
     },
   };
 }

@@ -107,6 +107,12 @@ class http_call {
 
 }  // namespace
 
+std::string http_response::header(std::string_view name) const {
+  for (auto& [k, v] : headers)
+    if (boost::beast::iequals(k, name)) return v;
+  return {};
+}
+
 std::string url_encode(std::string_view s) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
@@ -175,6 +181,8 @@ bool http_request(const std::string& host, std::uint16_t port, const std::string
   out.status = res.result_int();
   out.content_type = std::string(res[http::field::content_type]);
   out.body = std::move(res.body());
+  out.headers.clear();
+  for (auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
   return true;
 }
 

@@ -19,6 +19,9 @@ struct http_response {
   int status = 0;
   std::string content_type;
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // as received
+  // The first header called `name` (case-insensitive); "" when absent.
+  std::string header(std::string_view name) const;
 };
 
 // Bodies of answers are read up to this size; a larger one is an error.

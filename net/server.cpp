@@ -1,5 +1,6 @@
 #include "net/server.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -13,6 +14,7 @@
 
 #include "actors/bridge.hpp"
 #include "net/dashboard.hpp"
+#include "net/gzip.hpp"
 #include "net/ws_frame.hpp"
 #include "wire/codec.hpp"
 
@@ -26,14 +28,20 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-// {"error":{"code":..,"message":..}}, for HTTP codes the wire has no enum for.
-std::string json_error_body(std::string_view code, std::string_view message) {
-  std::string out = "{\"error\":{\"code\":";
-  wire::append_json_string(out, code);
-  out += ",\"message\":";
-  wire::append_json_string(out, message);
-  out += "}}";
-  return out;
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+// The methods each fixed path answers (the Allow header of 405 and OPTIONS);
+// empty for paths the node does not know.
+std::string_view allowed_methods(std::string_view path) {
+  if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/" ||
+      path == "/ws")
+    return "GET, HEAD, OPTIONS";
+  if (path == "/api/v1/readings" || path == "/write" || path == "/api/v2/write" ||
+      path == "/admin/backup" || path == "/admin/clock" ||
+      (path.rfind("/admin/shards/", 0) == 0))
+    return "POST, OPTIONS";
+  if (path.rfind("/api/", 0) == 0) return "GET, HEAD, OPTIONS";
+  return {};
 }
 
 class ws_session;
@@ -613,6 +621,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (ec == http::error::end_of_stream) return close();
     started_ = std::chrono::steady_clock::now();
     route_ = http_route::other;
+    origin_.clear();
     if (ec) {
       if (ec == http::error::body_limit)
         return send_simple(http::status::payload_too_large, "too_large",
@@ -645,10 +654,18 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void handle(http::request<http::string_body> req) {
     keep_alive_ = req.keep_alive();
     head_ = req.method() == http::verb::head;
+    origin_ = std::string(req[http::field::origin]);
     auto target = std::string(req.target());
     auto path = target.substr(0, target.find('?'));
     bool get = req.method() == http::verb::get || req.method() == http::verb::head;
     route_ = route_of(path, req.method() == http::verb::post);
+    if (req.method() == http::verb::options) return preflight(path);
+    if (path == "/ws" && get) {
+      // A plain GET of the WebSocket endpoint (no Upgrade): say what is needed.
+      extra_headers_ = {{"Upgrade", "websocket"}};
+      return send_simple(http::status::upgrade_required, "bad_request",
+                         "/ws is a WebSocket endpoint: send Upgrade: websocket", keep_alive_);
+    }
     if (path == "/healthz" && get) return send(200, "application/json", "{\"status\":\"ok\"}");
     if (path == "/readyz" && get) {
       auto why = shared_->b.not_ready();
@@ -663,12 +680,21 @@ class http_session : public std::enable_shared_from_this<http_session> {
     if (get)
       if (auto* asset = find_web_asset(path))
         return send(200, asset->content_type, std::string(asset->body));
+    if (path == "/admin/backup") return handle_backup(req, target);
+    if (path == "/admin/clock") {
+      if (req.method() != http::verb::post) return method_not_allowed(path);
+      http_request r;
+      r.method = "POST";
+      r.target = std::move(target);
+      shared_->b.http(std::move(r), std::nullopt, reply_on_strand());
+      return;
+    }
     if (path.rfind("/admin/", 0) == 0) return handle_admin(req.method(), path, target);
-    if (path.rfind("/api/", 0) == 0) {
+    if (path.rfind("/api/", 0) == 0 || path == "/write") {
       std::string method(req.method_string());
       std::optional<auth::grant> writer;
       if (auto& tokens = shared_->b.settings().tokens) {
-        auto g = tokens->find(auth::bearer_token(req[http::field::authorization]));
+        auto g = tokens->find(request_token(req[http::field::authorization]));
         bool post = req.method() == http::verb::post;
         if (g.none() || (!post && !g.may_read())) {
           shared_->b.metrics().count_error(wire::error_code::unauthorized);
@@ -683,38 +709,142 @@ class http_session : public std::enable_shared_from_this<http_session> {
         }
         if (post) writer = std::move(g);
       }
-      if (path == "/api/v1/readings") {
-        if (req.method() != http::verb::post)
-          return send_simple(http::status::method_not_allowed, "method_not_allowed",
-                             "use POST for /api/v1/readings", keep_alive_);
+      const bool post_path =
+        path == "/api/v1/readings" || path == "/write" || path == "/api/v2/write";
+      if (post_path) {
+        if (req.method() != http::verb::post) return method_not_allowed(path);
       } else if (!get) {
-        return send_simple(http::status::method_not_allowed, "method_not_allowed",
-                           "use GET for " + path, keep_alive_);
+        return method_not_allowed(path);
       }
-      shared_->b.http(method == "HEAD" ? "GET" : method, target, std::move(req.body()),
-                      std::move(writer), reply_on_strand());
+      http_request r;
+      r.method = method == "HEAD" ? "GET" : method;
+      r.target = std::move(target);
+      r.body = std::move(req.body());
+      if (post_path && !decode_body(req[http::field::content_encoding], r.body)) return;
+      r.accept = std::string(req[http::field::accept]);
+      if (shared_->b.settings().fault_injection)
+        if (auto d = req["X-Pulse-Debug-Delay"]; !d.empty() && d.size() <= 5 &&
+                                                 std::all_of(d.begin(), d.end(), [](char c) {
+                                                   return c >= '0' && c <= '9';
+                                                 }))
+          r.debug_delay = std::chrono::milliseconds(std::stoi(std::string(d)));
+      shared_->b.http(std::move(r), std::move(writer), reply_on_strand());
       return;
     }
+    if (!allowed_methods(path).empty()) return method_not_allowed(path);
     send_simple(http::status::not_found, "not_found", "no such endpoint: " + path, keep_alive_);
+  }
+
+  // "Authorization: Bearer <t>", or "Token <t>" as InfluxDB 2 clients
+  // (Telegraf's influxdb_v2 output) send it.
+  static std::string_view request_token(std::string_view header) {
+    auto h = header;
+    while (!h.empty() && (h.front() == ' ' || h.front() == '\t')) h.remove_prefix(1);
+    if (h.size() > 6 && beast::iequals(h.substr(0, 6), "Token ")) {
+      auto t = h.substr(6);
+      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+      return t.find_first_of(" \t") == std::string_view::npos ? t : std::string_view{};
+    }
+    return auth::bearer_token(header);
+  }
+
+  // Content-Encoding of a POST body: identity or gzip (inflated here, at most
+  // net.max-body-bytes). false: the error answer was sent.
+  bool decode_body(std::string_view encoding, std::string& body) {
+    if (encoding.empty() || beast::iequals(encoding, "identity")) return true;
+    if (!beast::iequals(encoding, "gzip")) {
+      send_simple(http::status::unsupported_media_type, "bad_request",
+                  "Content-Encoding " + std::string(encoding.substr(0, 40)) +
+                    " is not supported; use gzip or none",
+                  keep_alive_);
+      return false;
+    }
+    std::string inflated, error;
+    auto r = gunzip(body, shared_->opts.max_body_bytes, inflated, error);
+    if (r == gunzip_result::too_large) {
+      shared_->b.metrics().count_error(wire::error_code::too_large);
+      send_simple(http::status::payload_too_large, "too_large", error, keep_alive_);
+      return false;
+    }
+    if (r == gunzip_result::corrupt) {
+      send_simple(http::status::bad_request, "bad_request", error, keep_alive_);
+      return false;
+    }
+    body = std::move(inflated);
+    return true;
+  }
+
+  void method_not_allowed(const std::string& path) {
+    auto allow = allowed_methods(path);
+    extra_headers_ = {{"Allow", std::string(allow)}};
+    send_simple(http::status::method_not_allowed, "method_not_allowed",
+                "use " + std::string(allow.substr(0, allow.find(','))) + " for " + path,
+                keep_alive_);
+  }
+
+  // OPTIONS: the methods of the path; for an allowed origin also the CORS
+  // preflight answer (browsers then send the real request).
+  void preflight(const std::string& path) {
+    auto allow = allowed_methods(path);
+    if (allow.empty() && path != "*")
+      return send_simple(http::status::not_found, "not_found", "no such endpoint: " + path,
+                         keep_alive_);
+    if (allow.empty()) allow = "GET, HEAD, POST, OPTIONS";
+    extra_headers_ = {{"Allow", std::string(allow)}};
+    if (cors_allowed()) {
+      extra_headers_.emplace_back("Access-Control-Allow-Methods", std::string(allow));
+      extra_headers_.emplace_back("Access-Control-Allow-Headers",
+                                  "Authorization, Content-Type, Content-Encoding, Accept");
+      extra_headers_.emplace_back("Access-Control-Max-Age", "600");
+    }
+    send(204, "application/json", {});
+  }
+
+  // Whether the request's Origin is one of http.cors-origins ("*" allows any).
+  bool cors_allowed() const {
+    if (origin_.empty()) return false;
+    auto& list = shared_->opts.cors_origins;
+    return std::any_of(list.begin(), list.end(),
+                       [&](const std::string& o) { return o == "*" || o == origin_; });
   }
 
   // The callback the actors answer through (from an actor thread): the reply
   // is sent from this connection's strand.
   http_callback reply_on_strand() {
     return [self = shared_from_this()](http_reply r) {
-      asio::post(self->stream_.get_executor(), [self, r = std::move(r)] {
+      asio::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable {
+        self->extra_headers_ = std::move(r.headers);
         self->send(r.status, r.content_type, std::move(r.body));
       });
     };
+  }
+
+  // POST /admin/backup (docs/operations.md): with auth on, an admin token.
+  void handle_backup(http::request<http::string_body>& req, std::string& target) {
+    if (req.method() != http::verb::post) return method_not_allowed("/admin/backup");
+    if (auto& tokens = shared_->b.settings().tokens) {
+      auto g = tokens->find(auth::bearer_token(req[http::field::authorization]));
+      if (!g.may_admin()) {
+        shared_->b.metrics().count_error(wire::error_code::unauthorized);
+        return send_simple(http::status::unauthorized, "unauthorized",
+                           g.none() ? "a valid Authorization: Bearer admin token is required"
+                                    : "this token is not an admin token",
+                           keep_alive_);
+      }
+    }
+    http_request r;
+    r.method = "POST";
+    r.target = std::move(target);
+    r.body = std::move(req.body());
+    shared_->b.http(std::move(r), std::nullopt, reply_on_strand());
   }
 
   // POST /admin/shards/{n}/crash and POST /admin/storage/fault?mode=...
   // (debug.fault-injection only; 404 otherwise).
   void handle_admin(http::verb method, const std::string& path, const std::string& target) {
     if (path == "/admin/storage/fault") {
-      if (method != http::verb::post)
-        return send_simple(http::status::method_not_allowed, "method_not_allowed",
-                           "use POST for " + path, keep_alive_);
+      if (method != http::verb::post) return method_not_allowed(path);
       auto q = target.find("?mode=");
       auto mode = q == std::string::npos ? std::string() : target.substr(q + 6);
       if (shared_->b.inject_storage_fault(mode)) {
@@ -740,9 +870,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
         n = n * 10 + static_cast<std::uint64_t>(c - '0');
       }
       if (ok) {
-        if (method != http::verb::post)
-          return send_simple(http::status::method_not_allowed, "method_not_allowed",
-                             "use POST for " + path, keep_alive_);
+        if (method != http::verb::post) return method_not_allowed(path);
         shared_->b.crash_shard(n, reply_on_strand());
         return;
       }
@@ -753,7 +881,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void send_simple(http::status status, std::string_view code, const std::string& message,
                    bool keep_alive) {
     keep_alive_ = keep_alive;
-    send(static_cast<int>(status), "application/json", json_error_body(code, message));
+    send(static_cast<int>(status), "application/json", wire::encode_error(code, message));
   }
 
   void send(int status, std::string_view content_type, std::string body) {
@@ -763,6 +891,13 @@ class http_session : public std::enable_shared_from_this<http_session> {
     res_->set(http::field::content_type, content_type);
     if (status == 401) res_->set(http::field::www_authenticate, "Bearer");
     if (status == 503) res_->set(http::field::retry_after, std::to_string(retry_after_seconds));
+    for (auto& [name, value] : extra_headers_) res_->set(name, value);
+    extra_headers_.clear();
+    if (cors_allowed()) {
+      res_->set(http::field::access_control_allow_origin, origin_);
+      res_->set(http::field::vary, "Origin");
+      res_->set(http::field::access_control_expose_headers, "X-Next-Cursor");
+    }
     res_->keep_alive(keep_alive_);
     res_->body() = std::move(body);
     res_->prepare_payload();
@@ -797,6 +932,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   bool head_ = false;
   std::chrono::steady_clock::time_point started_;  // request read (pulse_http_request_duration_seconds)
   http_route route_ = http_route::other;
+  std::string origin_;        // the request's Origin header (CORS)
+  header_list extra_headers_;  // for the next answer only
 };
 
 }  // namespace

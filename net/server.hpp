@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace pulse {
 class bridge;
@@ -30,6 +31,9 @@ struct server_options {
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds write_timeout{10000};
   std::chrono::milliseconds http_timeout{10000};
+  // http.cors-origins: origins whose browser pages may call the API
+  // ("https://grafana.example:3000"; "*" = any). Empty: no CORS headers.
+  std::vector<std::string> cors_origins;
 };
 
 class server {

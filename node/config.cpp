@@ -12,6 +12,7 @@
 #include <caf/settings.hpp>
 
 #include "node/command_line.hpp"
+#include "actors/query_api.hpp"
 #include "node/config_file.hpp"
 
 namespace pulse {
@@ -25,6 +26,13 @@ caf::timespan span(std::chrono::duration<Rep, Period> d) {
 
 std::chrono::milliseconds ms(caf::timespan t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t);
+}
+
+// "" or "0": 0 (keep everything); else a duration of docs/api.md's syntax.
+bool retention_ms(const std::string& text, std::int64_t& out) {
+  out = 0;
+  if (text.empty() || text == "0") return true;
+  return api::parse_duration_ms(text, out);
 }
 
 }  // namespace
@@ -66,6 +74,10 @@ node_config::node_config() {
          "close a connection whose peer has not taken a write for this long")
     .add(http_timeout, "http-timeout",
          "longest wait for an HTTP request's headers and body (slow clients are cut off)");
+  opt_group{custom_options_, "http"}.add(
+    net.cors_origins, "cors-origins",
+    "origins whose browser pages may call the HTTP API (CORS), e.g. [\"https://grafana.example\"]; "
+    "\"*\" = any; empty = none");
   opt_group{custom_options_, "session"}.add(
     settings.session_max_unacked, "max-unacked",
     "readings in flight per connection before the node stops reading its socket");
@@ -88,7 +100,11 @@ node_config::node_config() {
     .add(settings.storage_head_max_readings, "head-max-readings",
          "readings a shard keeps in its head (log + memory) before writing chunks and rollups; 0 = no head")
     .add(head_max_age, "head-max-age",
-         "longest a reading stays in the head before a checkpoint writes its chunk and rollups");
+         "longest a reading stays in the head before a checkpoint writes its chunk and rollups")
+    .add(retention, "retention",
+         "drop readings older than this, in whole hour buckets (e.g. \"30d\"; empty = keep everything)")
+    .add(rollup_retention, "rollup-retention",
+         "drop minute and hour rollups older than this (at least storage.retention; empty = as readings)");
   opt_group{custom_options_, "supervisor"}
     .add(settings.supervisor_max_restarts, "max-restarts",
          "shard restarts within supervisor.window before the node reports unhealthy")
@@ -152,6 +168,8 @@ void node_config::finish() {
   settings.batch_coalesce_delay = ms(coalesce_delay);
   settings.supervisor_window = ms(supervisor_window);
   settings.query_timeout = ms(query_timeout);
+  retention_ms(retention, settings.retention_ms);  // checked by validate()
+  retention_ms(rollup_retention, settings.rollup_retention_ms);
   net.ping_interval = ms(ping_interval);
   net.idle_timeout = ms(idle_timeout);
   net.write_timeout = ms(write_timeout);
@@ -184,6 +202,17 @@ std::string node_config::validate() const {
     return "storage.wal-recovery must be point-in-time or absolute-consistency";
   if (!positive(settings.shards) || settings.shards > 256) return "storage.shards must be 1..256";
   if (head_max_age.count() <= 0) return "storage.head-max-age must be positive";
+  std::int64_t keep = 0, keep_rollups = 0;
+  if (!retention_ms(retention, keep))
+    return "storage.retention must be a duration such as 30d, 12h or 90m (empty: keep "
+           "everything), got \"" + retention + "\"";
+  if (!retention_ms(rollup_retention, keep_rollups))
+    return "storage.rollup-retention must be a duration such as 365d (empty: as "
+           "storage.retention), got \"" + rollup_retention + "\"";
+  if (keep_rollups > 0 && (keep == 0 || keep_rollups < keep))
+    return "storage.rollup-retention must be at least storage.retention (rollups outlive readings), "
+           "and needs storage.retention set";
+  if (keep > 0 && keep < 3'600'000) return "storage.retention must be at least 1h (buckets are hours)";
   if (supervisor_window.count() <= 0) return "supervisor.window must be positive";
   if (query_timeout.count() <= 0) return "query.timeout must be positive";
   static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};

@@ -39,6 +39,11 @@ class node_config : public caf::actor_system_config {
   std::uint16_t cluster_port = 0;
   std::vector<std::string> cluster_seeds;
   std::string auth_tokens_file;
+  // storage.retention / storage.rollup-retention as written ("30d"; "" = keep
+  // everything): CAF 0.17's timespans have no day unit, so they are strings,
+  // parsed by retention_ms() (query_api's duration syntax: ms, s, m, h, d).
+  std::string retention;
+  std::string rollup_retention;
   caf::timespan batch_max_delay;
   caf::timespan head_max_age;
   caf::timespan coalesce_delay;

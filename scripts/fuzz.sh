@@ -4,7 +4,7 @@
 # Fails on the first crash, sanitizer report, leak, timeout or broken
 # invariant, and says how to reproduce it.
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]    (default 60 s; targets: wire_frame wire_body query_api ws_frame)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]    (default 60 s; targets: wire_frame wire_body query_api ws_frame line_protocol)
 #
 # Inputs that reach new coverage are kept in build-fuzz/corpus/<target>/ (the
 # committed seeds in fuzz/corpus/ are only read), so repeated runs go deeper.
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(wire_frame wire_body query_api ws_frame)
+((${#targets[@]})) || targets=(wire_frame wire_body query_api ws_frame line_protocol)
 
 ./scripts/setup.sh --fuzz --no-build
 build_dir=${PULSE_FUZZ_BUILD_DIR:-build-fuzz}
@@ -28,6 +28,7 @@ failed=()
 for t in "${targets[@]}"; do
   dict=fuzz/wire.dict
   [[ $t == query_api ]] && dict=fuzz/query.dict
+  [[ $t == line_protocol ]] && dict=fuzz/line_protocol.dict
   work="$build_dir/corpus/$t"
   artifacts="$build_dir/artifacts/$t"
   mkdir -p "$work" "$artifacts"

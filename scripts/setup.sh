@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ ccache pkg-config
   libcaf-dev libboost1.81-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev
-  catch2 libsimdjson-dev libzip-dev libpugixml-dev curl chromium)
+  catch2 libsimdjson-dev libzip-dev zlib1g-dev libpugixml-dev curl chromium)
 # Node.js and npm only when the commands are missing: Debian's npm conflicts
 # with a NodeSource nodejs, which brings its own npm.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

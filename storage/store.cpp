@@ -7,6 +7,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
 
@@ -21,6 +22,7 @@
 #include <map>
 
 #include "storage/fault_fs.hpp"
+#include "storage/codec.hpp"
 #include "storage/head_log.hpp"
 #include "storage/keys.hpp"
 #include "storage/snapshot.hpp"
@@ -367,6 +369,67 @@ std::vector<device_record> store::list_devices(std::string_view prefix, std::str
     return {};
   }
   return out;
+}
+
+namespace {
+
+// [begin, end) of every key whose first bytes are `tag` (optional) and a
+// big-endian u32 bucket below `end_bucket`.
+std::pair<std::string, std::string> bucket_range(std::string_view tag, std::uint32_t end_bucket) {
+  std::string begin(tag), end(tag);
+  codec::put_u32_be(begin, 0);
+  codec::put_u32_be(end, end_bucket);
+  return {begin, end};
+}
+
+}  // namespace
+
+status store::expire(std::int64_t readings_before_ms, std::int64_t rollups_before_ms) {
+  struct range {
+    rocksdb::ColumnFamilyHandle* cf;
+    std::pair<std::string, std::string> keys;
+  };
+  std::vector<range> ranges;
+  if (readings_before_ms > 0)
+    ranges.push_back({readings_cf(), bucket_range({}, hour_bucket(readings_before_ms))});
+  if (rollups_before_ms > 0) {
+    const char minute_tag[] = {static_cast<char>(resolution::minute)};
+    const char hour_tag[] = {static_cast<char>(resolution::hour)};
+    ranges.push_back({rollups_cf(), bucket_range({minute_tag, 1}, minute_bucket(rollups_before_ms))});
+    ranges.push_back({rollups_cf(), bucket_range({hour_tag, 1}, hour_bucket(rollups_before_ms))});
+  }
+  rocksdb::WriteBatch batch;
+  for (auto& r : ranges) {
+    if (r.keys.first >= r.keys.second) continue;
+    rocksdb::Slice b(r.keys.first), e(r.keys.second);
+    // Whole SST files inside the range go at once (no compaction needed for them).
+    auto s = rocksdb::DeleteFilesInRange(db_, r.cf, &b, &e);
+    if (!s.ok()) return status::error("retention: dropping files: " + s.ToString());
+    s = batch.DeleteRange(r.cf, b, e);
+    if (!s.ok()) return status::error("retention: " + s.ToString());
+  }
+  if (batch.Count() == 0) return status::success();
+  return write(batch);
+}
+
+status store::checkpoint(const std::string& dir, std::uint64_t& bytes,
+                         std::uint64_t& files) const {
+  bytes = files = 0;
+  rocksdb::Checkpoint* raw = nullptr;
+  auto s = rocksdb::Checkpoint::Create(db_, &raw);
+  if (!s.ok()) return status::error("checkpoint: " + s.ToString());
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  // log_size_for_flush 0: memtables are flushed first, so the copy needs
+  // little WAL; the WAL files it still needs are copied, never linked.
+  s = cp->CreateCheckpoint(dir, 0);
+  if (!s.ok()) return status::error("checkpoint to " + dir + ": " + s.ToString());
+  std::error_code ec;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec)) continue;
+    bytes += e.file_size(ec);
+    ++files;
+  }
+  return status::success();
 }
 
 std::string store::stats_text() const {

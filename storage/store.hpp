@@ -116,6 +116,24 @@ class store {
   std::vector<device_record> list_devices(std::string_view prefix, std::string_view after,
                                           std::size_t limit, status& st) const;
 
+  // A consistent copy of every column family in `dir` (rocksdb::Checkpoint:
+  // SST files hard-linked when on the same file system, else copied, plus the
+  // WAL), taken while writes go on. `dir` must not exist; its parent must.
+  // A store opened on the copy is this one at one instant, and replays its
+  // head log like any restart. `bytes` and `files`: what the copy holds.
+  status checkpoint(const std::string& dir, std::uint64_t& bytes, std::uint64_t& files) const;
+
+  // Retention: drops every readings chunk in an hour bucket that ends at or
+  // before `readings_before_ms`, and every minute and hour rollup row whose
+  // period ends at or before `rollups_before_ms` (0 = keep). Whole buckets
+  // only, with range deletes (the keys are bucket-first: one DeleteRange per
+  // kind, and SST files wholly inside the range are dropped first), so the
+  // cost does not grow with what is deleted and writers are not held up.
+  // Device records (last_seq, latest values) stay. Safe to call while shards
+  // write; a chunk or rollup row an old reading writes later is dropped by
+  // the next call.
+  status expire(std::int64_t readings_before_ms, std::int64_t rollups_before_ms);
+
   // A short multi-line text of RocksDB statistics for /metrics (may be empty).
   std::string stats_text() const;
 

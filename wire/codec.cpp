@@ -134,23 +134,26 @@ std::string encode_ack(std::string_view device, std::uint64_t seq) {
   return out;
 }
 
-std::string encode_error(const wire_error& e) {
+std::string encode_error(std::string_view code, std::string_view message,
+                         std::optional<std::uint64_t> seq) {
   std::string out;
-  out.reserve(48 + e.message.size());
-  out.append("{\"error\":{\"code\":\"");
-  out.append(to_string(e.code));
-  out.append("\",\"message\":");
-  append_json_string(out, e.message);
-  if (e.seq) {
+  out.reserve(48 + code.size() + message.size());
+  out.append("{\"error\":{\"code\":");
+  append_json_string(out, code);
+  out.append(",\"message\":");
+  append_json_string(out, message);
+  if (seq) {
     out.append(",\"seq\":");
-    detail::append_uint(out, *e.seq);
+    detail::append_uint(out, *seq);
   }
   out.append("}}");
   return out;
 }
 
+std::string encode_error(const wire_error& e) { return encode_error(to_string(e.code), e.message, e.seq); }
+
 std::string encode_error(error_code code, std::string_view message) {
-  return encode_error(wire_error{code, std::string(message), std::nullopt});
+  return encode_error(to_string(code), message, std::nullopt);
 }
 
 std::string encode_welcome(std::string_view node, std::string_view device, std::uint64_t last_seq) {

@@ -21,6 +21,10 @@ namespace pulse::wire {
 inline constexpr std::size_t max_readings_per_frame = 100'000;    // more: one too_large error
 inline constexpr std::size_t max_meta_bytes = 4096;               // compact JSON text of one meta
 inline constexpr std::int64_t max_future_ms = 7 * 24 * ms_per_hour;  // ts later than now + this: rejected
+// A numeric ts below this (1973-03-03 in ms) is seconds sent where the protocol
+// wants milliseconds (1.7e9 would be January 1970): refused with a message
+// saying so, rather than stored 50 years in the past.
+inline constexpr std::int64_t min_ms_ts = 100'000'000'000;
 
 // Error codes of the wire protocol and of the HTTP API.
 enum class error_code {
@@ -91,6 +95,11 @@ std::string format_rfc3339(std::int64_t ms);
 std::string encode_ack(std::string_view device, std::uint64_t seq);
 std::string encode_error(const wire_error& e);
 std::string encode_error(error_code code, std::string_view message);
+// The one writer of {"error":{"code":..,"message":..[,"seq":..]}}: the wire's
+// errors and every HTTP error answer (codes such as "bad_request" that the
+// wire has no enum for).
+std::string encode_error(std::string_view code, std::string_view message,
+                         std::optional<std::uint64_t> seq = std::nullopt);
 std::string encode_welcome(std::string_view node, std::string_view device, std::uint64_t last_seq);
 
 // Whether `s` is valid UTF-8 (WebSocket text frames must be; simdjson's check).

@@ -576,6 +576,12 @@ frame_parser::impl::flow frame_parser::impl::read_ts(od::value& v, reading_draft
   } else if (type == od::json_type::number) {
     auto e = v.get_int64().get(ts);
     if (e) return number_problem(v, e, d, loc, "ts", false, "is not an integer (ms since epoch)");
+    if (ts >= 0 && ts < min_ms_ts) {
+      d.problems.push_back(where(loc, true) + "ts " + std::to_string(ts) +
+                           " looks like seconds: timestamps are milliseconds since the epoch "
+                           "(e.g. 1731801600000), or RFC 3339 strings");
+      return flow::ok;
+    }
   } else {
     validate_ = true;
     d.problems.push_back(where(loc, true) + "ts is not a number or an RFC 3339 string");

@@ -224,7 +224,7 @@ TEST_CASE("INI form errors name the line and what is wrong") {
   check_error("[device]\ns3cret = \"meter-7\" \"meter-8\"\n", 2, "double-quoted");
   check_error("[device]\ns3cret = \"meter-7\" # x\n", 2, "double-quoted");
   check_error("# tokens\n\n[devices]\n", 3, "unknown section [devices]");
-  check_error("[device]\na = \"meter-7\"\n[admin]\n", 3, "unknown section [admin]");
+  check_error("[device]\na = \"meter-7\"\n[owner]\n", 3, "unknown section [owner]");
   check_error("[device\n", 1, "must end with ']'");
   check_error("[device]\na = \"meter 7\"\n", 2, "bad device pattern 'meter 7'");
   check_error("[device]\na = \"me*ter\"\n", 2, "bad device pattern 'me*ter'");
@@ -361,4 +361,29 @@ TEST_CASE("bearer_token takes the token out of an Authorization header") {
   CHECK(bearer_token("Bear abc123") == "");
   CHECK(bearer_token("Digest abc123") == "");
   CHECK(bearer_token("Bearex abc123") == "");
+}
+
+TEST_CASE("admin tokens: both forms, only admin rights, garbage refused", "[auth]") {
+  auto lines = parse_ok("admin ops-token\nreader r-tok\nadmin r-tok\ndevice m-1 d-tok\n");
+  CHECK(lines.count(auth::role::admin) == 2);
+  CHECK(lines.find("ops-token").may_admin());
+  CHECK_FALSE(lines.find("ops-token").may_read());
+  CHECK_FALSE(lines.find("ops-token").may_write("m-1"));
+  CHECK(lines.find("r-tok").may_admin());
+  CHECK(lines.find("r-tok").may_read());
+  CHECK_FALSE(lines.find("d-tok").may_admin());
+  CHECK_FALSE(lines.find("unknown").may_admin());
+  CHECK_FALSE(auth::grant{}.may_admin());
+
+  auto ini = parse_ok("[admin]\nops = \"\"\n[device]\nd = \"m-*\"\n");
+  CHECK(ini.find("ops").may_admin());
+  CHECK_FALSE(ini.find("d").may_admin());
+
+  check_error("admin\n", 1, "expected: admin <token>");
+  check_error("admin a b\n", 1, "expected: admin <token>");
+  check_error("admin t\nadmin t\n", 2, "already listed as an admin token on line 1");
+  check_error("[admin]\nops = \"m-1\"\n", 2, "an admin token takes no devices");
+  check_error("[admins]\n", 1, "expected [device], [reader] or [admin]");
+  check_error("admin bad token!\n", 1, "expected: admin <token>");
+  check_error("admin t@k\n", 1, "");
 }

@@ -273,23 +273,38 @@ TEST_CASE("parse_duration_ms rejects zero, signs, garbage and overflow", "[query
   CHECK((api::parse_duration_ms("106751991167d", ms) && ms == 106751991167LL * 86'400'000));
 }
 
-TEST_CASE("parse_time_param accepts ms since epoch and RFC 3339", "[query_api][parse]") {
+TEST_CASE("parse_time_param accepts ms since epoch, RFC 3339 and times relative to now",
+          "[query_api][parse]") {
   std::int64_t ms = -1;
-  CHECK((api::parse_time_param("0", ms) && ms == 0));
-  CHECK((api::parse_time_param("1731801600000", ms) && ms == t0));
-  CHECK((api::parse_time_param("2024-11-17T00:00:00Z", ms) && ms == t0));
-  CHECK((api::parse_time_param("2024-11-17T00:00:00.250Z", ms) && ms == t0 + 250));
-  CHECK((api::parse_time_param("2024-11-17T01:00:00+01:00", ms) && ms == t0));
-  CHECK((api::parse_time_param(std::to_string(api::max_time_ms), ms) && ms == api::max_time_ms));
+  const std::int64_t now = t0 + 5 * hour;
+  CHECK((api::parse_time_param("0", now, ms) && ms == 0));
+  CHECK((api::parse_time_param("1731801600000", now, ms) && ms == t0));
+  CHECK((api::parse_time_param("2024-11-17T00:00:00Z", now, ms) && ms == t0));
+  CHECK((api::parse_time_param("2024-11-17T00:00:00.250Z", now, ms) && ms == t0 + 250));
+  CHECK((api::parse_time_param("2024-11-17T01:00:00+01:00", now, ms) && ms == t0));
+  CHECK((api::parse_time_param(std::to_string(api::max_time_ms), now, ms) && ms == api::max_time_ms));
+  CHECK((api::parse_time_param("now", now, ms) && ms == now));
+  CHECK((api::parse_time_param("-1h", now, ms) && ms == now - hour));
+  CHECK((api::parse_time_param("now-1h", now, ms) && ms == now - hour));
+  CHECK((api::parse_time_param("-90s", now, ms) && ms == now - 90'000));
+  CHECK((api::parse_time_param("now-2d", now, ms) && ms == now - 48 * hour));
+  CHECK((api::parse_time_param("-250ms", now, ms) && ms == now - 250));
+  // Right back to the epoch, not before it.
+  CHECK((api::parse_time_param("-5h", t0 - t0 % hour, ms) && ms == t0 - t0 % hour - 5 * hour));
+  CHECK((api::parse_time_param("-" + std::to_string(now) + "ms", now, ms) && ms == 0));
 }
 
 TEST_CASE("parse_time_param rejects garbage, negatives and far futures", "[query_api][parse]") {
   std::int64_t ms = 777;
-  for (const char* bad : {"", "-1", "+5", "1.5", "12ab", "now", "2024-13-01T00:00:00Z",
+  const std::int64_t now = t0;
+  for (const char* bad : {"", "-1", "+5", "1.5", "12ab", "2024-13-01T00:00:00Z",
                           "2024-11-17", "2024-11-17T00:00:00", "1969-12-31T23:59:59Z",
-                          "99999999999999999999999", "253402300800001"}) {
+                          "99999999999999999999999", "253402300800001", "-", "now-", "now+1h",
+                          "+1h", "-0s", "now-0h", "-1y", "--1h", "now -1h", "NOW", "nowhere",
+                          "-1h ", " -1h", "-1H", "now-1h-1h", "-100000d",
+                          "-99999999999999999999ms"}) {
     INFO(bad);
-    CHECK_FALSE(api::parse_time_param(bad, ms));
+    CHECK_FALSE(api::parse_time_param(bad, now, ms));
   }
   CHECK(ms == 777);
 }
@@ -358,7 +373,14 @@ TEST_CASE("malformed requests answer 400 before touching the store", "[query_api
     dev + "/aggregate?metric=voltage&step=1.5h", dev + "/aggregate?metric=voltage&step=60",
     dev + "/aggregate?metric=voltage&from=5&to=5", dev + "/aggregate?metric=voltage&from=6&to=5",
     dev + "/aggregate?metric=voltage&from=0&to=100001&step=1ms",
-    dev + "/aggregate?metric=voltage&step=1s",  // default window 1970..now+1d: far too many
+    dev + "/aggregate?metric=voltage&from=-30d&step=1s",  // 2.6M buckets: far too many
+    dev + "/aggregate?metric=voltage&from=now&to=now",  // empty window
+    dev + "/aggregate?metric=voltage&from=-1h&to=-2h", dev + "/aggregate?metric=voltage&to=-1x",
+    dev + "/aggregate?metric=voltage&fn=increase,median", dev + "/aggregate?metric=voltage&fn=rates",
+    dev + "/aggregate?metric=voltage&format=xml", dev + "/aggregate?metric=voltage&format=CSV",
+    dev + "/aggregate?metric=voltage&format=csv&format=json", dev + "?format=csv",
+    "/api/v1/devices?format=csv", dev + "/readings?format=tsv",
+    dev + "/readings?from=now-", dev + "/readings?from=-1h%20", dev + "/readings?from=%zz",
     dev + "/aggregate?metric=voltage&fn=median", dev + "/aggregate?metric=voltage&fn=avg,",
     dev + "/aggregate?metric=voltage&fn=AVG", dev + "/aggregate?metric=voltage&fn=avg,,max",
     dev + "/aggregate?metric=voltage&group_by=device", dev + "/aggregate?metric=voltage&prefix=m",
@@ -487,7 +509,7 @@ TEST_CASE_METHOD(fleet_fixture, "device aggregate matches the data for every ste
     }
   }
   SECTION("1d step over the default window") {
-    auto j = parse_ok(get(ctx, base + "&step=1d"));
+    auto j = parse_ok(get(ctx, base + "&from=0&step=1d"));
     check_buckets(j["buckets"], reference(rows, m1, "voltage", 0, t0 + 365 * 24 * hour, 24 * hour));
     REQUIRE(j["buckets"].size() == 1);
     CHECK(j["buckets"][0]["count"] == 18);
@@ -500,7 +522,7 @@ TEST_CASE_METHOD(fleet_fixture, "device aggregate matches the data for every ste
     check_buckets(j["buckets"], reference(rows, m1, "voltage", from, to, 7 * minute));
   }
   SECTION("no step: one bucket at from, step null") {
-    auto j = parse_ok(get(ctx, base));
+    auto j = parse_ok(get(ctx, base + "&from=0"));
     CHECK(j["step"].is_null());
     check_buckets(j["buckets"], reference(rows, m1, "voltage", 0, t0 + 365 * 24 * hour, 0));
     REQUIRE(j["buckets"].size() == 1);
@@ -579,7 +601,7 @@ TEST_CASE_METHOD(fleet_fixture, "fleet aggregate merges or groups devices", "[qu
     check_buckets(j["buckets"], reference(rows, meters, "voltage", t0, end, hour));
   }
   SECTION("merged across everything, one bucket") {
-    auto j = parse_ok(get(ctx, "/api/v1/aggregate?metric=voltage"));
+    auto j = parse_ok(get(ctx, "/api/v1/aggregate?from=0&metric=voltage"));
     CHECK(j["step"].is_null());
     check_buckets(j["buckets"], reference(rows, all, "voltage", 0, end, 0));
     REQUIRE(j["buckets"].size() == 1);
@@ -600,7 +622,7 @@ TEST_CASE_METHOD(fleet_fixture, "fleet aggregate merges or groups devices", "[qu
     CHECK(ids == std::vector<std::string>{"meter-1", "meter-2", "meter-3"});
   }
   SECTION("grouped, every device, selected fns") {
-    auto j = parse_ok(get(ctx, "/api/v1/aggregate?metric=voltage&group_by=device&fn=count,sum"));
+    auto j = parse_ok(get(ctx, "/api/v1/aggregate?from=0&metric=voltage&group_by=device&fn=count,sum"));
     auto& groups = j["groups"];
     REQUIRE(groups.size() == 4);
     CHECK(groups[0]["device"] == "battery-1");
@@ -696,7 +718,7 @@ TEST_CASE_METHOD(fleet_fixture, "readings page end to end", "[query_api][storage
   SECTION("pages of five") {
     std::vector<std::uint64_t> seqs;
     std::vector<std::size_t> page_sizes;
-    std::string target = "/api/v1/devices/meter-1/readings?limit=5";
+    std::string target = "/api/v1/devices/meter-1/readings?from=0&limit=5";
     for (int pages = 0; pages < 20; ++pages) {
       auto j = parse_ok(get(ctx, target));
       CHECK(j["device"] == "meter-1");
@@ -710,7 +732,7 @@ TEST_CASE_METHOD(fleet_fixture, "readings page end to end", "[query_api][storage
       }
       if (j["next_cursor"].is_null()) break;
       REQUIRE(j["next_cursor"].is_string());
-      target = "/api/v1/devices/meter-1/readings?limit=5&cursor=" +
+      target = "/api/v1/devices/meter-1/readings?from=0&limit=5&cursor=" +
                net::url_encode(j["next_cursor"].get<std::string>());
     }
     std::vector<std::uint64_t> want(18);
@@ -720,11 +742,11 @@ TEST_CASE_METHOD(fleet_fixture, "readings page end to end", "[query_api][storage
     CHECK(page_sizes.size() <= 5);  // 5+5+5+3, maybe an empty last page
   }
   SECTION("everything on one page") {
-    auto j = parse_ok(get(ctx, "/api/v1/devices/meter-1/readings"));
+    auto j = parse_ok(get(ctx, "/api/v1/devices/meter-1/readings?from=0"));
     CHECK(j["readings"].size() == 18);
     CHECK(j["next_cursor"].is_null());
     std::vector<std::string> keys;
-    auto ordered = nlohmann::ordered_json::parse(get(ctx, "/api/v1/devices/meter-1/readings").body);
+    auto ordered = nlohmann::ordered_json::parse(get(ctx, "/api/v1/devices/meter-1/readings?from=0").body);
     for (auto& [k, v] : ordered.items()) keys.push_back(k);
     CHECK(keys == std::vector<std::string>{"device", "readings", "next_cursor"});
   }
@@ -736,7 +758,7 @@ TEST_CASE_METHOD(fleet_fixture, "readings page end to end", "[query_api][storage
     CHECK(j["next_cursor"].is_null());
   }
   SECTION("readings sharing a ts come in seq order") {
-    auto j = parse_ok(get(ctx, "/api/v1/devices/meter-3/readings?limit=2"));
+    auto j = parse_ok(get(ctx, "/api/v1/devices/meter-3/readings?from=0&limit=2"));
     REQUIRE(j["readings"].size() == 2);
     CHECK(j["readings"][0]["seq"] == 1);
     CHECK(j["readings"][1]["seq"] == 2);
@@ -745,7 +767,7 @@ TEST_CASE_METHOD(fleet_fixture, "readings page end to end", "[query_api][storage
   SECTION("a cursor storage did not make") {
     for (const char* c : {"garbage", "x", "%FF%FE", "-1"}) {
       INFO(c);
-      check_error(get(ctx, std::string("/api/v1/devices/meter-1/readings?cursor=") + c), 400,
+      check_error(get(ctx, std::string("/api/v1/devices/meter-1/readings?from=0&cursor=") + c), 400,
                   "bad_request");
     }
   }

@@ -38,7 +38,7 @@ void send(net::ws_blocking_client& ws, const std::string& text) {
 }
 
 json aggregate(const test::node_process& n, const std::string& device, const std::string& metric) {
-  auto j = get_json(n, "/api/v1/devices/" + device + "/aggregate?metric=" + metric);
+  auto j = get_json(n, "/api/v1/devices/" + device + "/aggregate?from=0&metric=" + metric);
   REQUIRE(j["buckets"].size() == 1);
   return j["buckets"][0];
 }
@@ -98,7 +98,7 @@ TEST_CASE("readings over WebSocket are acked, stored, aggregated and survive a r
     CHECK(c["sum"] == 9.0);
     CHECK(aggregate(node, "meter-2", "voltage")["count"] == 1);
 
-    auto readings = get_json(node, "/api/v1/devices/meter-1/readings?limit=2");
+    auto readings = get_json(node, "/api/v1/devices/meter-1/readings?from=0&limit=2");
     CHECK(readings["readings"].size() == 2);
     CHECK(readings["readings"][0]["seq"] == 1);
     CHECK(readings["next_cursor"].is_string());

@@ -110,12 +110,15 @@ TEST_CASE("optional reading fields", "[wire][reading]") {
     REQUIRE(f.errors.empty());
     CHECK(f.batches[0].rows[0].count == 64);
   }
-  SECTION("ts exactly 7 days ahead is accepted, ts 0 too") {
+  SECTION("ts exactly 7 days ahead is accepted, and the smallest ms ts, and 1970 as RFC 3339") {
     auto f = test::parse(p, reading_with(R"("ts":)" + std::to_string(now_ms + max_future_ms) +
                                          R"(,"values":{"v":1})"));
     CHECK(f.errors.empty());
-    f = test::parse(p, reading_with(R"("ts":0,"values":{"v":1})"));
+    f = test::parse(p, reading_with(R"("ts":100000000000,"values":{"v":1})"));
     CHECK(f.errors.empty());
+    f = test::parse(p, reading_with(R"("ts":"1970-01-01T00:00:00Z","values":{"v":1})"));
+    REQUIRE(f.errors.empty());
+    CHECK(f.batches[0].rows[0].ts == 0);
   }
 }
 
@@ -145,6 +148,16 @@ TEST_CASE("ts errors", "[wire][reading][errors]") {
   CHECK(e.message == "ts is not an integer (ms since epoch)");
   CHECK(e.seq == std::optional<std::uint64_t>(5));
   CHECK(bad_reading(p, reading_with(R"("ts":-1,"values":{"v":1})")).message == "ts is before 1970");
+  // Seconds where milliseconds belong: refused, naming the unit.
+  for (auto ts : {"0", "1", "1731801600", "99999999999"}) {
+    INFO(ts);
+    auto e = bad_reading(p, reading_with(std::string(R"("seq":7,"ts":)") + ts + R"(,"values":{"v":1})"));
+    CHECK(e.code == error_code::invalid_reading);
+    CHECK(e.message == std::string("ts ") + ts +
+                         " looks like seconds: timestamps are milliseconds since the epoch "
+                         "(e.g. 1731801600000), or RFC 3339 strings");
+    CHECK(e.seq == std::optional<std::uint64_t>(7));
+  }
   CHECK(bad_reading(p, reading_with(R"("ts":"1969-12-31T23:59:59Z","values":{"v":1})")).message ==
         "ts is before 1970");
   CHECK(bad_reading(p, reading_with(R"("ts":)" + std::to_string(now_ms + max_future_ms + 1) +
