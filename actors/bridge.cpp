@@ -128,6 +128,8 @@ class actor_bridge final : public bridge {
                               caf::to_string(err));
                });
     // ctx_->hub and ctx_->query stay set: sessions may still read them (see node_context).
+    self->request(query_, std::chrono::seconds(5), stop_atom::value)
+      .receive([](bool) {}, [](caf::error&) {});
     for (auto& a : {supervisor_, router_, query_, probe_, ctx_->hub})
       self->send_exit(a, caf::exit_reason::user_shutdown);
     if (retention_) self->send_exit(retention_, caf::exit_reason::user_shutdown);

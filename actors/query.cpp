@@ -29,11 +29,18 @@ constexpr std::size_t max_running_queries = 32;
 
 // One GET's answer, given once: by its worker, or by the query actor with a
 // 503 when query.timeout passes first.
+// The callback holds the HTTP connection: it is released as soon as it has
+// answered (else the connection lived on in `pending` until query.timeout,
+// and one destroyed with the query actor after the server's io_context at
+// shutdown corrupted the heap: seen in three core dumps).
 struct pending_query {
   std::atomic<bool> answered{false};
   http_callback done;
   void answer(http_reply r) {
-    if (!answered.exchange(true)) done(std::move(r));
+    if (answered.exchange(true)) return;
+    auto cb = std::move(done);  // only the thread that won the exchange touches it
+    done = nullptr;
+    cb(std::move(r));
   }
 };
 
@@ -104,6 +111,14 @@ caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ct
       qctx.deadline = std::chrono::steady_clock::now() + timeout;
       st.running->fetch_add(1);
       run_query(self->system(), st.ctx, std::move(qctx), std::move(req), std::move(p), st.running);
+    },
+    [=](stop_atom) -> bool {
+      // Node stopping: GETs still running are answered now, while the
+      // server can still send, and their connections released.
+      for (auto& [id, p] : self->state.pending)
+        p->answer(to_reply(api::json_error(503, "overloaded", "the node is shutting down")));
+      self->state.pending.clear();
+      return true;
     },
     [=](timeout_atom, std::uint64_t id) {
       auto& pending = self->state.pending;
