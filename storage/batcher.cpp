@@ -692,7 +692,17 @@ status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats, bool che
 std::uint64_t batcher::last_seq(const std::string& device) {
   if (!valid_device_id(device)) return 0;
   auto lk = impl_->db_.lock();
-  if (!impl_->db_.is_open() || !impl_->ensure_recovered()) return 0;
+  if (!impl_->db_.is_open()) return 0;
+  if (!impl_->ensure_recovered()) {
+    // Storage refuses writes, so the replay's checkpoint failed; what is
+    // durable is still readable, the head log included. A welcome must not
+    // say 0 then: a device that numbers its readings from last_seq + 1 would
+    // reuse seqs, and those readings would be dropped as duplicates later.
+    meta_record rec;
+    bool found = false;
+    auto st = read_device(impl_->db_, rocksdb::ReadOptions(), device, rec, found, nullptr);
+    return st && found ? rec.last_seq : 0;
+  }
   if (auto i = impl_->index_.find(device); i != impl_->index_.end())
     return impl_->slots_[i->second]->highest_seq;
   // Not cached on purpose: hellos of devices that never send would fill the

@@ -17,8 +17,10 @@
 #include <thread>
 
 #include "net/http_client.hpp"
+#include "net/ws_client.hpp"
 #include "tests/integration/durable_support.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/ws_helpers.hpp"
 
 using namespace pulse;
 using namespace pulse::test::durable;
@@ -98,6 +100,14 @@ void check_refusing(std::uint16_t port, const std::string& kind) {
   auto m = http(port, "GET", "/metrics").body;
   CHECK(metric(m, "pulse_storage_writable") == 0);
   CHECK(metric(m, "pulse_storage_errors_total{kind=\"" + kind + "\"}") >= 1);
+  // A hello still gets the device's true last_seq (never 0 for a stored device).
+  net::ws_blocking_client ws;
+  std::string err;
+  REQUIRE(ws.connect("127.0.0.1", port, err));
+  REQUIRE(ws.send_text(R"({"hello":{"device":"sim-meter-0"}})", err));
+  auto stored = stored_last_seq(port, "sim-meter-0");
+  CHECK(stored > 0);
+  CHECK(test::read_until(ws, "welcome")["welcome"]["last_seq"].get<std::uint64_t>() >= stored);
 }
 
 // After the run: the simulator got every reading acked (after refusals and
