@@ -95,7 +95,11 @@ class params {
   failure parse(std::string_view query, std::initializer_list<std::string_view> allowed) {
     std::vector<std::string> unknown;
     if (query.empty()) return std::nullopt;  // (Boost.URL wants a non-null view)
-    auto parsed = boost::urls::parse_query(query);
+    // A NUL-terminated copy: Boost 1.81's parse_query runs strlen over its
+    // argument's data (the query_api fuzz target found the overread on a
+    // query at the very end of its input buffer).
+    const std::string copy(query);
+    auto parsed = boost::urls::parse_query(boost::core::string_view(copy.data(), copy.size()));
     if (!parsed)
       return bad_request("malformed query string '" + std::string(query) +
                          "': " + parsed.error().message());
