@@ -59,7 +59,8 @@ void drain(shard_ptr self) {
 
 // Storage refuses writes: every writer of this buffer hears so
 // (storage_unavailable) and what they sent is dropped; they resend after
-// reconnecting. What the head holds is acked and in the log: it stays.
+// reconnecting. What the head held is acked and in the log: the batcher
+// replays it from there when it is next used.
 void refuse_all(shard_ptr self) {
   auto& st = self->state;
   if (st.owners.empty()) return;
