@@ -67,8 +67,11 @@ http_reply to_reply(api::http_answer a) {
 void run_query(caf::actor_system& sys, context_ptr ctx, api::query_context qctx, http_request req,
                std::shared_ptr<pending_query> p,
                std::shared_ptr<std::atomic<std::size_t>> running) {
-  sys.spawn<caf::detached>([ctx = std::move(ctx), qctx = std::move(qctx), req = std::move(req),
-                            p = std::move(p), running = std::move(running)](caf::event_based_actor*) {
+  // ctx goes in as the spawn's argument, not a capture: CAF 0.17 binds a
+  // reference through a null pointer for a function actor spawned without
+  // arguments, which UBSan reports (and halts on in scripts/sanitize.sh).
+  sys.spawn<caf::detached>([qctx = std::move(qctx), req = std::move(req), p = std::move(p),
+                            running = std::move(running)](caf::event_based_actor*, context_ptr) {
     http_reply reply;
     if (req.debug_delay.count() > 0) std::this_thread::sleep_for(req.debug_delay);
     try {
@@ -79,7 +82,7 @@ void run_query(caf::actor_system& sys, context_ptr ctx, api::query_context qctx,
     }
     p->answer(std::move(reply));
     running->fetch_sub(1);
-  });
+  }, std::move(ctx));
 }
 
 }  // namespace
@@ -330,13 +333,14 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
 }
 
 void spawn_backup(caf::actor_system& sys, context_ptr ctx, http_request req, http_callback done) {
-  sys.spawn<caf::detached>([ctx = std::move(ctx), req = std::move(req),
-                            done = std::move(done)](caf::event_based_actor*) {
+  // ctx as an argument, not a capture: see run_query.
+  sys.spawn<caf::detached>([req = std::move(req), done = std::move(done)](
+                             caf::event_based_actor*, context_ptr ctx) {
     auto a = api::handle_backup(*ctx->db, req.target, req.body, ctx->settings.storage_path);
     if (a.status == 200) spdlog::info("backup: {}", a.body);
     else spdlog::warn("backup refused or failed: {}", a.body);
     done(to_reply(std::move(a)));
-  });
+  }, std::move(ctx));
 }
 
 caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx) {

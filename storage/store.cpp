@@ -385,6 +385,8 @@ std::pair<std::string, std::string> bucket_range(std::string_view tag, std::uint
 }  // namespace
 
 status store::expire(std::int64_t readings_before_ms, std::int64_t rollups_before_ms) {
+  auto lk = lock();  // the handles below must not be swapped by a reopen meanwhile
+  if (!db_) return status::error("storage is closed (reopening after a fault)", fault::closed);
   struct range {
     rocksdb::ColumnFamilyHandle* cf;
     std::pair<std::string, std::string> keys;
@@ -415,6 +417,8 @@ status store::expire(std::int64_t readings_before_ms, std::int64_t rollups_befor
 status store::checkpoint(const std::string& dir, std::uint64_t& bytes,
                          std::uint64_t& files) const {
   bytes = files = 0;
+  auto lk = lock();
+  if (!db_) return status::error("storage is closed (reopening after a fault)", fault::closed);
   rocksdb::Checkpoint* raw = nullptr;
   auto s = rocksdb::Checkpoint::Create(db_, &raw);
   if (!s.ok()) return status::error("checkpoint: " + s.ToString());
