@@ -6,7 +6,6 @@
 // stores at start-up stop the node with exit 2 and a message naming the file.
 
 #include <sys/mount.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -37,25 +36,6 @@ net::http_response http(std::uint16_t port, const std::string& method, const std
   INFO(method << " " << target << ": " << err);
   REQUIRE(net::http_request("127.0.0.1", port, method, target, body, res, err, 20s));
   return res;
-}
-
-// The raw answer (status line and headers too) to one HTTP request.
-std::string raw_http(std::uint16_t port, const std::string& request) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  timeval tv{20, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
-  close(fd);
-  return out;
 }
 
 // Polls /readyz until its status is `want` (bounded); returns its last body.
@@ -90,13 +70,11 @@ void check_refusing(std::uint16_t port, const std::string& kind) {
   CHECK(http(port, "GET", "/api/v1/devices?limit=5").status == 200);
   CHECK(http(port, "GET", "/api/v1/devices/sim-meter-0").status == 200);
   std::string body = R"([{"device":"refused-1","ts":1700000000000,"seq":1,"values":{"v":1}}])";
-  auto raw = raw_http(port, "POST /api/v1/readings HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                            "Content-Type: application/json\r\nContent-Length: " +
-                              std::to_string(body.size()) + "\r\n\r\n" + body);
-  INFO(raw);
-  CHECK(raw.rfind("HTTP/1.1 503", 0) == 0);
-  CHECK(raw.find("Retry-After: 5") != std::string::npos);
-  CHECK(raw.find("\"storage_unavailable\"") != std::string::npos);
+  auto res = http(port, "POST", "/api/v1/readings", body);
+  INFO(res.body);
+  CHECK(res.status == 503);
+  CHECK(res.header("Retry-After") == "5");
+  CHECK(res.body.find("\"storage_unavailable\"") != std::string::npos);
   auto m = http(port, "GET", "/metrics").body;
   CHECK(metric(m, "pulse_storage_writable") == 0);
   CHECK(metric(m, "pulse_storage_errors_total{kind=\"" + kind + "\"}") >= 1);
