@@ -515,7 +515,7 @@ batcher::batcher(store& db, std::uint16_t shard, head_options opts, bool all_sha
 status batcher::recover(std::size_t& replayed) {
   auto lk = impl_->db_.lock();
   if (!impl_->db_.is_open())
-    return status::error("storage is closed (reopening after a fault)", fault::closed);
+    return store::closed();
   return impl_->recover(replayed);
 }
 
@@ -533,7 +533,7 @@ add_result batcher::add(std::uint64_t owner, const reading_batch& b, std::int64_
   add_result res;
   auto lk = m.db_.lock();
   if (!m.db_.is_open()) {
-    res.unavailable = status::error("storage is closed (reopening after a fault)", fault::closed);
+    res.unavailable = store::closed();
     return res;
   }
   if (auto st = m.ensure_recovered(); !st) {
@@ -650,7 +650,7 @@ status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats, bool che
   stats = flush_stats{};
   auto lk = m.db_.lock();
   if (!m.db_.is_open())
-    return status::error("storage is closed (reopening after a fault)", fault::closed);
+    return store::closed();
   if (auto st = m.ensure_recovered(); !st) return st;
   bool want_checkpoint = checkpoint && !m.head_.empty();
   if (m.dirty_.empty() && !want_checkpoint) {

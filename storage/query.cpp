@@ -290,7 +290,7 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
   if (step_ms <= 0) return status::error("step must be positive");
   if (from >= to) return status::success();
   snapshot_reader reader(db);
-  if (!reader.ok()) return snapshot::closed();
+  if (!reader.ok()) return store::closed();
   std::map<std::string, head_device, std::less<>> head;
   if (auto st = read_head_devices(db, reader.options(), prefix, head); !st) return st;
 
@@ -398,7 +398,7 @@ std::vector<bucket> aggregate_one(const store& db, std::string_view device,
                                   std::int64_t step_ms, bool raw_only, status& st) {
   snapshot_reader reader(db);
   if (!reader.ok()) {
-    st = snapshot::closed();
+    st = store::closed();
     return {};
   }
   meta_record rec;
@@ -459,7 +459,7 @@ std::vector<stored_reading> read_readings(const store& db, std::string_view devi
   if (from >= to) return {};
   snapshot_reader reader(db);
   if (!reader.ok()) {
-    st = snapshot::closed();
+    st = store::closed();
     return {};
   }
   meta_record rec;

@@ -21,9 +21,6 @@ class snapshot {
     if (db_) db_->ReleaseSnapshot(snap_);
   }
   bool ok() const { return db_ != nullptr; }
-  static status closed() {
-    return status::error("storage is closed (reopening after a fault)", fault::closed);
-  }
   snapshot(const snapshot&) = delete;
   snapshot& operator=(const snapshot&) = delete;
 

@@ -227,7 +227,7 @@ void store::close_db() {
 store::~store() { close_db(); }
 
 status store::write(rocksdb::WriteBatch& batch) {
-  if (!db_) return status::error("storage is closed (reopening after a fault)", fault::closed);
+  if (!db_) return store::closed();
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   // One write at a time. Measured reason: on a full tmpfs with two shards
@@ -301,7 +301,7 @@ std::optional<device_record> store::load_device(std::string_view device, status&
   bool found = false;
   snapshot snap(*this);  // meta and the head log agree
   if (!snap.ok()) {
-    st = snap.closed();
+    st = closed();
     return std::nullopt;
   }
   st = read_device(*this, snap.options(), device, rec, found, nullptr);
@@ -320,7 +320,7 @@ std::vector<device_record> store::list_devices(std::string_view prefix, std::str
   std::string upper = prefix_successor(lower);
   snapshot snap(*this);
   if (!snap.ok()) {
-    st = snap.closed();
+    st = closed();
     return {};
   }
   auto ro = snap.options();
@@ -386,7 +386,7 @@ std::pair<std::string, std::string> bucket_range(std::string_view tag, std::uint
 
 status store::expire(std::int64_t readings_before_ms, std::int64_t rollups_before_ms) {
   auto lk = lock();  // the handles below must not be swapped by a reopen meanwhile
-  if (!db_) return status::error("storage is closed (reopening after a fault)", fault::closed);
+  if (!db_) return store::closed();
   struct range {
     rocksdb::ColumnFamilyHandle* cf;
     std::pair<std::string, std::string> keys;
@@ -418,7 +418,7 @@ status store::checkpoint(const std::string& dir, std::uint64_t& bytes,
                          std::uint64_t& files) const {
   bytes = files = 0;
   auto lk = lock();
-  if (!db_) return status::error("storage is closed (reopening after a fault)", fault::closed);
+  if (!db_) return store::closed();
   rocksdb::Checkpoint* raw = nullptr;
   auto s = rocksdb::Checkpoint::Create(db_, &raw);
   if (!s.ok()) return status::error("checkpoint: " + s.ToString());

@@ -56,6 +56,8 @@ struct fault_injector {
 };
 
 struct store_options {
+  // A path and the sync setting; the rest as below (tests and benches say only these).
+  store_options(std::string p = {}, bool s = false) : path(std::move(p)), sync(s) {}
   std::string path;
   bool sync = false;  // true: fsync the WAL on every write (survives power loss)
   // RocksDB's WAL recovery at open: "point-in-time" (default: replay up to the
@@ -99,6 +101,10 @@ class store {
   std::shared_lock<std::shared_mutex> lock() const { return std::shared_lock(mtx_); }
   // False after a reopen() that failed: nothing may touch db() then.
   bool is_open() const { return db_ != nullptr; }
+  // What a call answers while the store is not open.
+  static status closed() {
+    return status::error("storage is closed (reopening after a fault)", fault::closed);
+  }
 
   // After a write failed: whether storage takes writes again. Once a probe
   // file can be written and synced in the storage directory and there is
