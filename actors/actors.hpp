@@ -45,6 +45,8 @@
 //   retention (detached; only with storage.retention)
 //     <- (retention_atom)                     a pass, then again in a minute
 //     <- (retention_atom, http_callback)      a pass now (POST /admin/clock)
+//   cluster  (only with cluster.port; actors/cluster.hpp has its typed interface,
+//     which is what other nodes see) membership: heartbeats, gossip, reconnects
 //   query    (detached; reads RocksDB)
 //     <- (query_atom, http_request, http_callback)   runs the GET on a detached worker;
 //                                             answers 503 if query.timeout passes first
@@ -66,6 +68,7 @@
 #include <caf/meta/type_name.hpp>
 
 #include "actors/bridge.hpp"
+#include "actors/cluster.hpp"
 #include "actors/inbox.hpp"
 #include "actors/metrics.hpp"
 #include "actors/storage_guard.hpp"
@@ -167,6 +170,18 @@ struct node_context {
   // query times). Only POST /admin/clock (debug.fault-injection) moves it.
   std::atomic<std::int64_t> clock_offset_ms{0};
   std::int64_t now() const;
+
+  // Cluster (cluster.port set): whether this node has reached a member
+  // (/readyz), and the members up now, this node first. Written by the
+  // cluster actor only; true and just this node without a cluster.
+  std::atomic<bool> cluster_joined{true};
+  void set_live_members(std::vector<member_info> members);
+  std::shared_ptr<const std::vector<member_info>> live_members() const;
+
+ private:
+  mutable std::mutex members_mtx_;
+  std::shared_ptr<const std::vector<member_info>> members_ =
+    std::make_shared<const std::vector<member_info>>();
 };
 using context_ptr = std::shared_ptr<node_context>;
 
@@ -179,6 +194,11 @@ std::unique_ptr<bridge::session> open_session(caf::actor_system& sys, context_pt
                                               std::shared_ptr<session_sink> sink,
                                               caf::actor router, std::string peer);
 caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx);
+// The cluster actor, published on cluster.port; null (and `error` set) if
+// the port cannot be opened.
+cluster_actor spawn_cluster(caf::actor_system& sys, context_ptr ctx, std::string& error);
+// The body of GET /api/v1/cluster (docs/api.md).
+std::string render_cluster(const cluster_view& view, const node_context& ctx);
 caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx);
 // Checks free space and brings storage back after a fault (storage_guard.hpp).
 caf::actor spawn_storage_probe(caf::actor_system& sys, context_ptr ctx);

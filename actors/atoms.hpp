@@ -30,5 +30,8 @@ using retry_atom = caf::atom_constant<caf::atom("retry")>;        // a session a
 using inbox_atom = caf::atom_constant<caf::atom("inbox")>;        // writers -> shard: items wait
 using hello_atom = caf::atom_constant<caf::atom("hello")>;        // ingest path -> session actor
 using retention_atom = caf::atom_constant<caf::atom("retention")>; // drop expired buckets now
+using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>; // cluster: gossip + liveness
+using members_atom = caf::atom_constant<caf::atom("members")>;     // cluster: the member view
+using listening_atom = caf::atom_constant<caf::atom("listening")>; // cluster: HTTP listener is up
 
 }  // namespace pulse

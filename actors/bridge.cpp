@@ -17,6 +17,17 @@ std::int64_t now_ms() {
 
 std::int64_t node_context::now() const { return now_ms() + clock_offset_ms.load(); }
 
+void node_context::set_live_members(std::vector<member_info> members) {
+  auto next = std::make_shared<const std::vector<member_info>>(std::move(members));
+  std::lock_guard<std::mutex> guard{members_mtx_};
+  members_ = std::move(next);
+}
+
+std::shared_ptr<const std::vector<member_info>> node_context::live_members() const {
+  std::lock_guard<std::mutex> guard{members_mtx_};
+  return members_;
+}
+
 void online_registry::add(const std::string& device) {
   std::lock_guard<std::mutex> guard{mtx_};
   ++count_[device];
@@ -54,9 +65,31 @@ void append_live_entry(std::string& out, const std::string& device, std::int64_t
 
 namespace {
 
+// GET /api/v1/cluster: asks the cluster actor for its view (a short-lived
+// actor, so that no I/O thread waits).
+caf::behavior cluster_request(caf::event_based_actor* self, context_ptr ctx,
+                              cluster_actor cluster, http_callback done) {
+  self->request(cluster, std::chrono::seconds(5), members_atom::value)
+    .then(
+      [=](cluster_view& v) {
+        done(http_reply{200, "application/json",
+                        render_cluster(v, *ctx), {}});
+        self->quit();
+      },
+      [=](caf::error& err) {
+        done(http_reply{503, "application/json",
+                        wire::encode_error("overloaded", "the cluster actor did not answer: " +
+                                                           caf::to_string(err)),
+                        {}});
+        self->quit();
+      });
+  return {};
+}
+
 class actor_bridge final : public bridge {
  public:
-  actor_bridge(caf::actor_system& sys, context_ptr ctx) : sys_(sys), ctx_(std::move(ctx)) {
+  actor_bridge(caf::actor_system& sys, context_ptr ctx, cluster_actor cluster)
+      : sys_(sys), ctx_(std::move(ctx)), cluster_(std::move(cluster)) {
     ctx_->hub = spawn_hub(sys_, ctx_);
     router_ = spawn_router(sys_, ctx_);
     supervisor_ = spawn_supervisor(sys_, ctx_, router_);
@@ -81,6 +114,15 @@ class actor_bridge final : public bridge {
       spawn_backup(sys_, ctx_, std::move(req), std::move(done));
       return;
     }
+    if (req.method == "GET" && path == "/api/v1/cluster") {
+      if (!cluster_) {
+        cluster_view v{member_status{ctx_->live_members()->front(), "self", 0, 0}};
+        done(http_reply{200, "application/json", render_cluster(v, *ctx_), {}});
+        return;
+      }
+      sys_.spawn(cluster_request, ctx_, cluster_, std::move(done));
+      return;
+    }
     if (req.method == "POST") {
       spawn_ingest(sys_, ctx_, router_, std::move(req), std::move(writer), std::move(done));
       return;
@@ -92,7 +134,18 @@ class actor_bridge final : public bridge {
     if (!ctx_->healthy.load()) return "shards failed past supervisor.max-restarts";
     if (ctx_->shards_up.load() != ctx_->settings.shards) return "shards starting";
     if (auto why = ctx_->storage.reason(); !why.empty()) return "storage refuses writes: " + why;
+    if (!ctx_->cluster_joined.load()) return "cluster not joined: no seed reachable yet";
     return {};
+  }
+
+  void listening(const std::string& address, std::uint16_t port) override {
+    auto http = address + ":" + std::to_string(port);
+    auto members = *ctx_->live_members();
+    if (!members.empty()) {
+      members.front().http = http;
+      ctx_->set_live_members(std::move(members));
+    }
+    if (cluster_) caf::anon_send(cluster_, listening_atom::value, std::move(http));
   }
 
   bool inject_storage_fault(std::string_view mode) override {
@@ -132,6 +185,7 @@ class actor_bridge final : public bridge {
       .receive([](bool) {}, [](caf::error&) {});
     for (auto& a : {supervisor_, router_, query_, probe_, ctx_->hub})
       self->send_exit(a, caf::exit_reason::user_shutdown);
+    if (cluster_) self->send_exit(cluster_, caf::exit_reason::user_shutdown);
     if (retention_) self->send_exit(retention_, caf::exit_reason::user_shutdown);
   }
 
@@ -151,6 +205,7 @@ class actor_bridge final : public bridge {
   caf::actor query_;
   caf::actor probe_;
   caf::actor retention_;  // only with storage.retention
+  cluster_actor cluster_;  // only with cluster.port
 };
 
 }  // namespace
@@ -188,7 +243,18 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
                    std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::steady_clock::now() - t0).count());
   }
-  return std::make_unique<actor_bridge>(sys, std::move(ctx));
+  member_info self;
+  self.name = settings.node_name;
+  self.host = settings.cluster.address;
+  self.port = settings.cluster.port;
+  self.shards = static_cast<std::uint32_t>(settings.shards);
+  ctx->set_live_members({self});
+  cluster_actor cluster;
+  if (settings.cluster.enabled()) {
+    cluster = spawn_cluster(sys, ctx, error);
+    if (!cluster) return nullptr;
+  }
+  return std::make_unique<actor_bridge>(sys, std::move(ctx), std::move(cluster));
 }
 
 }  // namespace pulse

@@ -64,6 +64,20 @@ struct http_request {
 inline constexpr int retry_after_seconds = 5;
 using http_callback = std::function<void(http_reply)>;
 
+// The [cluster] section (docs/cluster.md).
+struct cluster_settings {
+  std::uint16_t port = 0;          // cluster.port; 0 = no cluster
+  std::string address;             // where the cluster actor is published; "" = net.address
+  std::vector<std::string> seeds;  // host:port of members to join
+  std::chrono::milliseconds heartbeat_interval{250};
+  std::chrono::milliseconds heartbeat_timeout{2000};
+  std::chrono::milliseconds reconnect_max{5000};  // reconnect backoff cap
+  bool enabled() const { return port != 0; }
+};
+
+// Splits "host:port" (a [v6] host loses its brackets); false if it is not one.
+bool parse_endpoint(const std::string& text, std::string& host, std::uint16_t& port);
+
 // Settings the actors need (filled from the node's configuration).
 struct node_settings {
   std::string node_name = "node-a";
@@ -99,6 +113,7 @@ struct node_settings {
   bool fault_injection = false;
   // auth.tokens-file, loaded; null = auth off (the node then keeps to loopback).
   std::shared_ptr<const auth::token_store> tokens;
+  cluster_settings cluster;
 };
 
 class bridge {
@@ -133,9 +148,13 @@ class bridge {
   // be covered, else 401); nullopt with auth off.
   virtual void http(http_request req, std::optional<auth::grant> writer, http_callback done) = 0;
 
-  // /readyz: "" when ready (shards up, storage taking writes; later, cluster
+  // /readyz: "" when ready (shards up, storage taking writes, cluster
   // joined), else why not.
   virtual std::string not_ready() const = 0;
+
+  // The HTTP/WebSocket listener is up at address:port (cluster members
+  // learn where to send clients and queries).
+  virtual void listening(const std::string& address, std::uint16_t port) = 0;
 
   // Fault injection (debug.fault-injection): makes shard n throw. `done`
   // gets 202 when the crash was sent, 404 when fault injection is off or

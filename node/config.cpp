@@ -11,6 +11,9 @@
 #include <caf/config_value.hpp>
 #include <caf/settings.hpp>
 
+#include <caf/io/middleman.hpp>
+
+#include "actors/cluster.hpp"
 #include "node/command_line.hpp"
 #include "actors/query_api.hpp"
 #include "node/config_file.hpp"
@@ -55,6 +58,10 @@ node_config::node_config() {
   idle_timeout = span(net.idle_timeout);
   write_timeout = span(net.write_timeout);
   http_timeout = span(net.http_timeout);
+  heartbeat_interval = span(settings.cluster.heartbeat_interval);
+  heartbeat_timeout = span(settings.cluster.heartbeat_timeout);
+  reconnect_max = span(settings.cluster.reconnect_max);
+  add_cluster_types(*this);
   opt_group{custom_options_, "node"}.add(settings.node_name, "name",
                                          "name of this node, in logs, welcome and cluster");
   opt_group{custom_options_, "net"}
@@ -112,8 +119,16 @@ node_config::node_config() {
   opt_group{custom_options_, "query"}.add(query_timeout, "timeout",
                                           "longest wait for a query or a POST to finish");
   opt_group{custom_options_, "cluster"}
-    .add(cluster_port, "port", "port for CAF's middleman (0 = no cluster)")
-    .add(cluster_seeds, "seeds", "host:port of cluster members to join");
+    .add(settings.cluster.port, "port",
+         "port this node's cluster actor is published on (CAF's middleman); 0 = no cluster")
+    .add(settings.cluster.address, "address",
+         "address to publish on and that other members use to reach this node (empty = net.address)")
+    .add(settings.cluster.seeds, "seeds", "host:port of cluster members to join, e.g. [\"10.0.0.1:7100\"]")
+    .add(heartbeat_interval, "heartbeat-interval", "how often members exchange heartbeats")
+    .add(heartbeat_timeout, "heartbeat-timeout",
+         "a member silent this long is marked down (its connection dropping marks it down at once)")
+    .add(reconnect_max, "reconnect-max",
+         "longest wait between attempts to reach a member or seed that is down (backoff from 100ms)");
   opt_group{custom_options_, "auth"}.add(auth_tokens_file, "tokens-file",
                                          "device and reader tokens (empty = auth off)");
   opt_group{custom_options_, "debug"}.add(
@@ -174,6 +189,12 @@ void node_config::finish() {
   net.idle_timeout = ms(idle_timeout);
   net.write_timeout = ms(write_timeout);
   net.http_timeout = ms(http_timeout);
+  auto& cs = settings.cluster;
+  cs.heartbeat_interval = ms(heartbeat_interval);
+  cs.heartbeat_timeout = ms(heartbeat_timeout);
+  cs.reconnect_max = ms(reconnect_max);
+  if (cs.address.empty()) cs.address = net.address;
+  if (cs.enabled()) load<caf::io::middleman>();
 }
 
 std::string node_config::validate() const {
@@ -219,8 +240,21 @@ std::string node_config::validate() const {
   if (std::find(std::begin(levels), std::end(levels), log_level) == std::end(levels))
     return "log.level must be one of trace, debug, info, warn, error, critical, off";
   if (log_format != "text" && log_format != "json") return "log.format must be text or json";
-  if (cluster_port != 0 || !cluster_seeds.empty())
-    return "cluster.port/cluster.seeds: clustering is not available in this version of pulse-node";
+  auto& cs = settings.cluster;
+  if (!cs.seeds.empty() && cs.port == 0)
+    return "cluster.seeds needs cluster.port: a member must be reachable by the others";
+  for (auto& seed : cs.seeds) {
+    std::string host;
+    std::uint16_t port = 0;
+    if (!parse_endpoint(seed, host, port))
+      return "cluster.seeds: \"" + seed + "\" is not host:port";
+  }
+  if (cs.port != 0 && cs.port == net.port)
+    return "cluster.port must differ from net.port";
+  if (heartbeat_interval.count() <= 0) return "cluster.heartbeat-interval must be positive";
+  if (heartbeat_timeout < 2 * heartbeat_interval)
+    return "cluster.heartbeat-timeout must be at least twice cluster.heartbeat-interval";
+  if (reconnect_max.count() < 100'000'000) return "cluster.reconnect-max must be at least 100ms";
   if (auth_tokens_file.empty()) {
     // Without tokens anybody who reaches the port may write and read.
     auto& a = net.address;

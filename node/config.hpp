@@ -36,8 +36,6 @@ class node_config : public caf::actor_system_config {
   net::server_options net;
   std::string log_level = "info";
   std::string log_format = "text";
-  std::uint16_t cluster_port = 0;
-  std::vector<std::string> cluster_seeds;
   std::string auth_tokens_file;
   // storage.retention / storage.rollup-retention as written ("30d"; "" = keep
   // everything): CAF 0.17's timespans have no day unit, so they are strings,
@@ -53,8 +51,13 @@ class node_config : public caf::actor_system_config {
   caf::timespan idle_timeout;
   caf::timespan write_timeout;
   caf::timespan http_timeout;
+  caf::timespan heartbeat_interval;
+  caf::timespan heartbeat_timeout;
+  caf::timespan reconnect_max;
 
-  // Copies the timespans into settings/net (CAF stores them as timespan).
+  // Copies the timespans into settings/net (CAF stores them as timespan);
+  // with cluster.port set, loads CAF's middleman (before the actor system
+  // is built from this config).
   void finish();
 
  private:

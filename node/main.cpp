@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
     node->shutdown(std::chrono::seconds(10));
     return 1;
   }
+  node->listening(cfg.net.address, server.port());
   spdlog::info("storage at {} (sync={}), {} shards, {} io threads, batch {} readings / {} ms",
                cfg.settings.storage_path, cfg.settings.storage_sync, cfg.settings.shards,
                cfg.net.io_threads, cfg.settings.batch_max_readings,

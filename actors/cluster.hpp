@@ -1,0 +1,78 @@
+#pragma once
+// What crosses nodes in a cluster: the message types (registered with CAF by
+// add_cluster_types, so that they arrive whole on the other side: an
+// unregistered type arrives as an empty message in CAF 0.17) and the typed
+// interface of the actor each node publishes on cluster.port.
+//
+// Membership (actors/cluster.cpp): every node publishes its cluster actor
+// with CAF's middleman, connects to cluster.seeds, and then exchanges
+// heartbeats with every member it knows. A heartbeat carries the sender's
+// member list (gossip), so a node that joined through one seed learns every
+// other member and connects to it too. A member is down when its connection
+// drops (CAF's down_msg for its proxy, at once on kill -9) or when it has not
+// answered a heartbeat for cluster.heartbeat-timeout (a hung or partitioned
+// node); the others then try to reach it again with exponential backoff.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "actors/atoms.hpp"
+#include "actors/bridge.hpp"
+
+namespace pulse {
+
+// One node as the others know it.
+struct member_info {
+  std::string name;          // node.name, unique in the cluster
+  std::string host;          // where its cluster actor is published (cluster.address)
+  std::uint16_t port = 0;    // cluster.port
+  std::string http;          // address:port of its HTTP/WebSocket listener ("" until it listens)
+  std::uint64_t incarnation = 0;  // start time (ms): a restarted node has a higher one
+  std::uint32_t shards = 0;       // storage.shards
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_info& x) {
+  return f(caf::meta::type_name("pulse::member_info"), x.name, x.host, x.port, x.http,
+           x.incarnation, x.shards);
+}
+// Gossip: the sender first, then every member it holds up.
+using member_list = std::vector<member_info>;
+
+// One member as this node sees it (GET /api/v1/cluster).
+struct member_status {
+  member_info info;
+  std::string state;              // self, up, down, joining
+  std::int64_t since_ms = 0;      // wall clock of the last change of state
+  std::int64_t heard_ms_ago = -1; // since the last heartbeat answer (-1: never)
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_status& x) {
+  return f(caf::meta::type_name("pulse::member_status"), x.info, x.state, x.since_ms,
+           x.heard_ms_ago);
+}
+using cluster_view = std::vector<member_status>;
+
+// The actor a node publishes on cluster.port.
+//   <- (heartbeat_atom, member_list) -> member_list   a peer's view (first: the
+//        peer itself) for ours; also how a node joins
+//   <- (members_atom) -> cluster_view                  local: GET /api/v1/cluster
+//   <- (listening_atom, std::string http)              local: the HTTP listener is up
+//   <- (tick_atom)                                     local: heartbeat/reconnect timer
+using cluster_actor =
+  caf::typed_actor<caf::replies_to<heartbeat_atom, member_list>::with<member_list>,
+                   caf::replies_to<members_atom>::with<cluster_view>,
+                   caf::reacts_to<listening_atom, std::string>,
+                   caf::reacts_to<caf::tick_atom>>;
+
+// Registers every type above with CAF; called in the config's constructor
+// (the names are the wire identity: the same on every node).
+void add_cluster_types(caf::actor_system_config& cfg);
+
+}  // namespace pulse
