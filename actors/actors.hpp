@@ -71,28 +71,13 @@
 #include "actors/cluster.hpp"
 #include "actors/inbox.hpp"
 #include "actors/metrics.hpp"
+#include "actors/routing.hpp"
 #include "actors/storage_guard.hpp"
 #include "storage/model.hpp"
 #include "storage/store.hpp"
 
 namespace pulse {
 
-// CAF inspection, so that readings can cross nodes later.
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, sample& x) {
-  return f(caf::meta::type_name("sample"), x.metric, x.value);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, reading_row& x) {
-  return f(caf::meta::type_name("reading_row"), x.ts, x.seq, x.first, x.count, x.has_seq);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, reading_batch& x) {
-  return f(caf::meta::type_name("reading_batch"), x.device, x.metrics, x.rows, x.samples,
-           x.meta);
-}
-
-using ack_list = std::vector<std::pair<std::string, std::uint64_t>>;
 
 // Who a shard answers for the readings it was sent: a WebSocket connection's
 // ingest path or a POST. Called from the shard's thread; implementations only
@@ -177,18 +162,44 @@ struct node_context {
   std::atomic<bool> cluster_joined{true};
   void set_live_members(std::vector<member_info> members);
   std::shared_ptr<const std::vector<member_info>> live_members() const;
+  // Members known and not up now (down or not reached yet), by name.
+  void set_down_members(std::vector<std::string> names);
+  std::shared_ptr<const std::vector<std::string>> down_members() const;
 
  private:
   mutable std::mutex members_mtx_;
+  std::shared_ptr<const std::vector<std::string>> down_ =
+    std::make_shared<const std::vector<std::string>>();
   std::shared_ptr<const std::vector<member_info>> members_ =
     std::make_shared<const std::vector<member_info>>();
 };
 using context_ptr = std::shared_ptr<node_context>;
 
+// Where a writer puts a device's readings: its shard (single node: shard_of,
+// as it always was), or in a cluster the device's shard here when this node
+// owns it, else the forwarder's slot (index storage.shards), which sends it
+// on to its owner. Takes the member list once: make one per frame or body.
+class slot_router {
+ public:
+  explicit slot_router(const node_context& ctx) : shards_(ctx.settings.shards) {
+    if (ctx.settings.cluster.enabled()) members_ = ctx.live_members();
+  }
+  std::size_t operator()(std::string_view device) const {
+    if (!members_) return shard_of(device, shards_);
+    auto o = owner_of(device, *members_);
+    return o.member == 0 ? o.shard : shards_;  // this node is the first member
+  }
+
+ private:
+  std::size_t shards_;
+  std::shared_ptr<const std::vector<member_info>> members_;
+};
+
 // Spawners (the state types are private to each actor's .cpp).
 caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, std::size_t index);
 caf::actor spawn_supervisor(caf::actor_system& sys, context_ptr ctx, caf::actor router);
-caf::actor spawn_router(caf::actor_system& sys, context_ptr ctx);
+// `forwarder` (cluster only, else null) is appended to the shard table.
+caf::actor spawn_router(caf::actor_system& sys, context_ptr ctx, caf::actor forwarder = {});
 // A WebSocket connection's session: its ingest path and its actor.
 std::unique_ptr<bridge::session> open_session(caf::actor_system& sys, context_ptr ctx,
                                               std::shared_ptr<session_sink> sink,
@@ -197,6 +208,12 @@ caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx);
 // The cluster actor, published on cluster.port; null (and `error` set) if
 // the port cannot be opened.
 cluster_actor spawn_cluster(caf::actor_system& sys, context_ptr ctx, std::string& error);
+// Cluster only: the owner endpoint (writes for devices this node owns) and
+// the forwarder (drains the forward slot's inbox towards the owners).
+owner_actor spawn_owner(caf::actor_system& sys, context_ptr ctx, caf::actor router);
+// Cluster only: answers other members' partial queries from this node's store.
+query_peer_actor spawn_query_peer(caf::actor_system& sys, context_ptr ctx);
+caf::actor spawn_forwarder(caf::actor_system& sys, context_ptr ctx);
 // The body of GET /api/v1/cluster (docs/api.md).
 std::string render_cluster(const cluster_view& view, const node_context& ctx);
 caf::actor spawn_hub(caf::actor_system& sys, context_ptr ctx);

@@ -18,9 +18,21 @@ std::int64_t now_ms() {
 std::int64_t node_context::now() const { return now_ms() + clock_offset_ms.load(); }
 
 void node_context::set_live_members(std::vector<member_info> members) {
+  for (auto& m : members) m.name_hash = device_hash(m.name);
   auto next = std::make_shared<const std::vector<member_info>>(std::move(members));
   std::lock_guard<std::mutex> guard{members_mtx_};
   members_ = std::move(next);
+}
+
+void node_context::set_down_members(std::vector<std::string> names) {
+  auto next = std::make_shared<const std::vector<std::string>>(std::move(names));
+  std::lock_guard<std::mutex> guard{members_mtx_};
+  down_ = std::move(next);
+}
+
+std::shared_ptr<const std::vector<std::string>> node_context::down_members() const {
+  std::lock_guard<std::mutex> guard{members_mtx_};
+  return down_;
 }
 
 std::shared_ptr<const std::vector<member_info>> node_context::live_members() const {
@@ -88,11 +100,19 @@ caf::behavior cluster_request(caf::event_based_actor* self, context_ptr ctx,
 
 class actor_bridge final : public bridge {
  public:
-  actor_bridge(caf::actor_system& sys, context_ptr ctx, cluster_actor cluster)
-      : sys_(sys), ctx_(std::move(ctx)), cluster_(std::move(cluster)) {
+  actor_bridge(caf::actor_system& sys, context_ptr ctx) : sys_(sys), ctx_(std::move(ctx)) {
     ctx_->hub = spawn_hub(sys_, ctx_);
-    router_ = spawn_router(sys_, ctx_);
+    if (ctx_->settings.cluster.enabled()) forwarder_ = spawn_forwarder(sys_, ctx_);
+    router_ = spawn_router(sys_, ctx_, forwarder_);
     supervisor_ = spawn_supervisor(sys_, ctx_, router_);
+    if (ctx_->settings.cluster.enabled()) {
+      owner_ = spawn_owner(sys_, ctx_, router_);
+      query_peer_ = spawn_query_peer(sys_, ctx_);
+      auto members = *ctx_->live_members();
+      members.front().owner = owner_;
+      members.front().query = query_peer_;
+      ctx_->set_live_members(std::move(members));
+    }
     query_ = spawn_query(sys_, ctx_);
     ctx_->query = query_;
     probe_ = spawn_storage_probe(sys_, ctx_);
@@ -186,6 +206,9 @@ class actor_bridge final : public bridge {
     for (auto& a : {supervisor_, router_, query_, probe_, ctx_->hub})
       self->send_exit(a, caf::exit_reason::user_shutdown);
     if (cluster_) self->send_exit(cluster_, caf::exit_reason::user_shutdown);
+    if (owner_) self->send_exit(owner_, caf::exit_reason::user_shutdown);
+    if (query_peer_) self->send_exit(query_peer_, caf::exit_reason::user_shutdown);
+    if (forwarder_) self->send_exit(forwarder_, caf::exit_reason::user_shutdown);
     if (retention_) self->send_exit(retention_, caf::exit_reason::user_shutdown);
   }
 
@@ -205,7 +228,20 @@ class actor_bridge final : public bridge {
   caf::actor query_;
   caf::actor probe_;
   caf::actor retention_;  // only with storage.retention
-  cluster_actor cluster_;  // only with cluster.port
+  // Only with cluster.port:
+  cluster_actor cluster_;
+  owner_actor owner_;
+  query_peer_actor query_peer_;
+  caf::actor forwarder_;
+
+ public:
+  // Publishes the cluster actor (after the owner endpoint exists: members
+  // learn of it from this node's member_info). False, `error` set, if the
+  // port cannot be opened.
+  bool start_cluster(std::string& error) {
+    cluster_ = spawn_cluster(sys_, ctx_, error);
+    return static_cast<bool>(cluster_);
+  }
 };
 
 }  // namespace
@@ -214,8 +250,10 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
                                       std::string& error) {
   auto ctx = std::make_shared<node_context>();
   ctx->settings = settings;
-  ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(settings.shards);
-  ctx->inboxes = std::make_unique<shard_inbox[]>(settings.shards);
+  // In a cluster the forwarder is one more slot after the shards.
+  auto slots = settings.shards + (settings.cluster.enabled() ? 1 : 0);
+  ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(slots);
+  ctx->inboxes = std::make_unique<shard_inbox[]>(slots);
   storage::status st;
   storage::store_options so;
   so.path = settings.storage_path;
@@ -249,12 +287,12 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
   self.port = settings.cluster.port;
   self.shards = static_cast<std::uint32_t>(settings.shards);
   ctx->set_live_members({self});
-  cluster_actor cluster;
-  if (settings.cluster.enabled()) {
-    cluster = spawn_cluster(sys, ctx, error);
-    if (!cluster) return nullptr;
+  auto b = std::make_unique<actor_bridge>(sys, std::move(ctx));
+  if (settings.cluster.enabled() && !b->start_cluster(error)) {
+    b->shutdown(std::chrono::seconds(10));
+    return nullptr;
   }
-  return std::make_unique<actor_bridge>(sys, std::move(ctx), std::move(cluster));
+  return b;
 }
 
 }  // namespace pulse

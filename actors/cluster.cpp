@@ -31,6 +31,8 @@ namespace pulse {
 void add_cluster_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<member_info>("pulse::member_info");
   cfg.add_message_type<member_status>("pulse::member_status");
+  cfg.add_message_type<reading_batch>("pulse::reading_batch");
+  cfg.add_message_type<ack_list>("pulse::ack_list");
 }
 
 bool parse_endpoint(const std::string& text, std::string& host, std::uint16_t& port) {
@@ -119,9 +121,12 @@ member_list gossip(cluster_ptr self) {
 void publish_members(cluster_ptr self) {
   auto& st = self->state;
   std::vector<member_info> up{st.self};
+  std::vector<std::string> down;
   for (auto& [name, p] : st.peers)
     if (p.state == phase::up) up.push_back(p.info);
+    else down.push_back(name);
   st.ctx->set_live_members(std::move(up));
+  st.ctx->set_down_members(std::move(down));
 }
 
 void set_state(cluster_ptr self, peer& p, phase s, const std::string& why) {
@@ -162,6 +167,7 @@ void learn(cluster_ptr self, const member_list& members) {
       p.reach.port = m.port;
       st.peers.emplace(m.name, std::move(p));
       spdlog::info("cluster: learnt of {} ({}:{})", m.name, m.host, m.port);
+      publish_members(self);
       continue;
     }
     auto& p = i->second;
@@ -359,6 +365,8 @@ cluster_actor::behavior_type cluster_actor_fn(cluster_ptr self, context_ptr ctx)
   st.self.port = cs.port;
   st.self.incarnation = static_cast<std::uint64_t>(now_ms());
   st.self.shards = static_cast<std::uint32_t>(ctx->settings.shards);
+  st.self.owner = ctx->live_members()->front().owner;
+  st.self.query = ctx->live_members()->front().query;
   st.since_ms = now_ms();
   for (auto& s : cs.seeds) {
     contact c;
@@ -385,7 +393,10 @@ cluster_actor::behavior_type cluster_actor_fn(cluster_ptr self, context_ptr ctx)
       return gossip(self);
     },
     [=](members_atom) -> cluster_view { return view(self); },
-    [=](listening_atom, std::string& http) { self->state.self.http = std::move(http); },
+    [=](listening_atom, std::string& http) {
+      self->state.self.http = std::move(http);
+      publish_members(self);
+    },
     [=](caf::tick_atom) {
       tick(self);
       self->delayed_send(self, settings(self).heartbeat_interval, caf::tick_atom::value);

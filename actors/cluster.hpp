@@ -25,8 +25,52 @@
 
 #include "actors/atoms.hpp"
 #include "actors/bridge.hpp"
+#include "storage/model.hpp"
 
 namespace pulse {
+
+// CAF inspection: readings cross nodes on their way to their owner.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sample& x) {
+  return f(caf::meta::type_name("sample"), x.metric, x.value);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reading_row& x) {
+  return f(caf::meta::type_name("reading_row"), x.ts, x.seq, x.first, x.count, x.has_seq);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reading_batch& x) {
+  return f(caf::meta::type_name("reading_batch"), x.device, x.metrics, x.rows, x.samples,
+           x.meta);
+}
+
+// Durable up to seq, per device (cumulative).
+using ack_list = std::vector<std::pair<std::string, std::uint64_t>>;
+
+// Each node's owner endpoint: writes readings of the devices it owns into
+// its shards, and answers for their last_seq (actors/owner.cpp).
+//   <- (write_atom, std::vector<reading_batch>) -> ack_list   once durable
+//   <- (last_seq_atom, std::string device) -> uint64_t
+//   local only (its write window and the router):
+//   <- (ack_atom, uint64_t shard, ack_list, uint64_t ticket)
+//   <- (reject_atom, std::string device, uint64_t count, std::string why)
+//   <- (refuse_atom, uint64_t shard, std::string why)
+//   <- (shard_up_atom, uint64_t shard, caf::actor)
+//   <- (stop_atom) -> bool
+using owner_actor =
+  caf::typed_actor<caf::replies_to<write_atom, std::vector<reading_batch>>::with<ack_list>,
+                   caf::replies_to<last_seq_atom, std::string>::with<std::uint64_t>,
+                   caf::reacts_to<ack_atom, std::uint64_t, ack_list, std::uint64_t>,
+                   caf::reacts_to<reject_atom, std::string, std::uint64_t, std::string>,
+                   caf::reacts_to<refuse_atom, std::uint64_t, std::string>,
+                   caf::reacts_to<shard_up_atom, std::uint64_t, caf::actor>,
+                   caf::replies_to<stop_atom>::with<bool>>;
+
+// Each node's query endpoint: answers a GET of the query API from its own
+// store; coordinators send it the partials=1 form (actors/query.cpp).
+//   <- (query_atom, std::string target) -> (int32_t status, std::string body)
+using query_peer_actor =
+  caf::typed_actor<caf::replies_to<query_atom, std::string>::with<std::int32_t, std::string>>;
 
 // One node as the others know it.
 struct member_info {
@@ -36,11 +80,14 @@ struct member_info {
   std::string http;          // address:port of its HTTP/WebSocket listener ("" until it listens)
   std::uint64_t incarnation = 0;  // start time (ms): a restarted node has a higher one
   std::uint32_t shards = 0;       // storage.shards
+  owner_actor owner;              // its owner endpoint
+  query_peer_actor query;         // its query endpoint
+  std::uint64_t name_hash = 0;    // device_hash(name), for routing (not sent)
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, member_info& x) {
   return f(caf::meta::type_name("pulse::member_info"), x.name, x.host, x.port, x.http,
-           x.incarnation, x.shards);
+           x.incarnation, x.shards, x.owner, x.query);
 }
 // Gossip: the sender first, then every member it holds up.
 using member_list = std::vector<member_info>;

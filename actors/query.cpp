@@ -85,6 +85,69 @@ void run_query(caf::actor_system& sys, context_ptr ctx, api::query_context qctx,
   }, std::move(ctx));
 }
 
+// Cluster: a device or fleet aggregate asked of every live member (their
+// partial answers merged here, rendered once). A member that is down, or does
+// not answer within 90% of query.timeout, is named in "missing" and makes the
+// answer "partial":true; a 4xx of a member (a bad request) is the answer.
+void fan_out(caf::stateful_actor<query_state>* self, http_request req, http_callback done) {
+  auto& st = self->state;
+  struct gather {
+    std::vector<std::pair<std::string, std::string>> answers;  // (member, body)
+    std::vector<std::string> bodies;
+    std::vector<std::string> missing;
+    std::optional<http_reply> refused;
+    std::size_t left = 1;  // one for the loop below
+    http_request req;
+    http_callback done;
+  };
+  auto g = std::make_shared<gather>();
+  g->missing = *st.ctx->down_members();
+  g->req = std::move(req);
+  g->done = std::move(done);
+  auto qctx = st.qctx;
+  auto finish = [g, qctx]() mutable {
+    if (--g->left > 0) return;
+    if (g->refused) {
+      g->done(std::move(*g->refused));
+      return;
+    }
+    std::sort(g->missing.begin(), g->missing.end());
+    // Merged in member order whatever order they answered in: first/last
+    // ties (same ts and seq on two members) then break the same way on
+    // every node.
+    std::sort(g->answers.begin(), g->answers.end());
+    for (auto& a : g->answers) g->bodies.push_back(std::move(a.second));
+    qctx.member_answers = &g->bodies;
+    qctx.missing = g->missing;
+    g->done(to_reply(api::handle_query(qctx, g->req.method, g->req.target, g->req.accept)));
+  };
+  auto timeout = std::max(st.ctx->settings.query_timeout * 9 / 10, std::chrono::milliseconds(1));
+  auto target = api::cluster_target(g->req.target);
+  auto members = st.ctx->live_members();
+  for (auto& m : *members) {
+    if (!m.query) {
+      g->missing.push_back(m.name);
+      continue;
+    }
+    ++g->left;
+    auto name = m.name;
+    self->request(m.query, timeout, query_atom::value, target)
+      .then(
+        [=](std::int32_t status, std::string& body) mutable {
+          if (status == 200) g->answers.emplace_back(name, std::move(body));
+          else if (status >= 400 && status < 500 && !g->refused)
+            g->refused = http_reply{status, "application/json", std::move(body), {}};
+          else g->missing.push_back(name);
+          finish();
+        },
+        [=](caf::error&) mutable {
+          g->missing.push_back(name);
+          finish();
+        });
+  }
+  finish();
+}
+
 }  // namespace
 
 caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ctx) {
@@ -98,6 +161,9 @@ caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ct
   return {
     [=](query_atom, http_request& req, http_callback& done) {
       auto& st = self->state;
+      if (st.ctx->settings.cluster.enabled() && req.method == "GET" &&
+          api::cluster_mergeable(req.target))
+        return fan_out(self, std::move(req), std::move(done));
       auto timeout = st.ctx->settings.query_timeout;
       if (st.running->load() >= max_running_queries) {
         done(to_reply(api::json_error(503, "overloaded",
@@ -278,9 +344,10 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
         st.window.start(std::move(shards), *st.ctx,
                         make_actor_writer(caf::actor_cast<caf::actor>(self)));
         auto n_shards = st.window.shards();
+        slot_router route{*st.ctx};
         // All or nothing here too: refuse the body if a shard it needs is full.
         std::vector<std::uint64_t> need(n_shards);
-        for (auto& b : frame->batches) need[shard_of(b.device, n_shards)] += b.size();
+        for (auto& b : frame->batches) need[route(b.device)] += b.size();
         for (std::size_t i = 0; i < need.size(); ++i)
           if (auto load = st.window.load(i);
               need[i] > 0 && load > 0 && load + need[i] > st.ctx->settings.batch_max_pending) {
@@ -295,7 +362,7 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
         for (auto& b : frame->batches) {
           if (b.empty()) continue;
           st.accepted += b.size();
-          st.window.send(shard_of(b.device, n_shards), std::move(b));
+          st.window.send(route(b.device), std::move(b));
         }
         st.ctx->metrics.readings_in.fetch_add(st.accepted);
       },
@@ -341,6 +408,41 @@ void spawn_backup(caf::actor_system& sys, context_ptr ctx, http_request req, htt
     else spdlog::warn("backup refused or failed: {}", a.body);
     done(to_reply(std::move(a)));
   }, std::move(ctx));
+}
+
+// Answers coordinators' partial GETs, each on a detached worker (reads block).
+query_peer_actor::behavior_type query_peer_actor_fn(query_peer_actor::pointer self,
+                                                    context_ptr ctx) {
+  return {
+    [=](query_atom, std::string& target) -> caf::result<std::int32_t, std::string> {
+      auto rp = self->make_response_promise<std::int32_t, std::string>();
+      api::query_context qctx;
+      qctx.db = ctx->db.get();
+      qctx.node_name = ctx->settings.node_name;
+      node_context* raw = ctx.get();
+      qctx.online = [raw](std::string_view device) { return raw->online.contains(device); };
+      qctx.clock = [raw] { return raw->now(); };
+      qctx.deadline = std::chrono::steady_clock::now() + ctx->settings.query_timeout;
+      self->system().spawn<caf::detached>(
+        [qctx = std::move(qctx), target = std::move(target)](caf::event_based_actor*,
+                                                              context_ptr,
+                                                              decltype(rp) rp) mutable {
+          api::http_answer a;
+          try {
+            a = api::handle_query(qctx, "GET", target, "");
+          } catch (const std::exception& e) {
+            a = api::json_error(500, "internal", e.what());
+          }
+          rp.deliver(static_cast<std::int32_t>(a.status), std::move(a.body));
+        },
+        ctx, rp);
+      return rp;
+    },
+  };
+}
+
+query_peer_actor spawn_query_peer(caf::actor_system& sys, context_ptr ctx) {
+  return sys.spawn(query_peer_actor_fn, std::move(ctx));
 }
 
 caf::actor spawn_query(caf::actor_system& sys, context_ptr ctx) {

@@ -415,6 +415,58 @@ json bucket_json(std::int64_t t, const storage::aggregate& a, unsigned fns, cons
   return j;
 }
 
+// A bucket as a member sends it to the coordinator: everything merge needs.
+json partial_bucket_json(const storage::bucket& b) {
+  auto& a = b.agg;
+  return json{{"t", b.t},          {"count", a.count},         {"sum_hi", a.sum_hi},
+              {"sum_lo", a.sum_lo}, {"min", a.min},             {"max", a.max},
+              {"first", a.first},   {"first_ts", a.first_ts},   {"first_seq", a.first_seq},
+              {"last", a.last},     {"last_ts", a.last_ts},     {"last_seq", a.last_seq}};
+}
+
+json partial_buckets_json(const std::vector<storage::bucket>& buckets) {
+  auto arr = json::array();
+  for (auto& b : buckets) arr.push_back(partial_bucket_json(b));
+  return arr;
+}
+
+// Merges a member's partial buckets into `into` (by bucket start).
+void merge_partial_buckets(const json& arr, std::map<std::int64_t, storage::aggregate>& into) {
+  if (!arr.is_array()) return;
+  for (auto& j : arr) {
+    storage::aggregate a;
+    a.count = j.value("count", std::uint64_t{0});
+    if (a.count == 0) continue;
+    a.sum_hi = j.value("sum_hi", 0.0);
+    a.sum_lo = j.value("sum_lo", 0.0);
+    a.min = j.value("min", 0.0);
+    a.max = j.value("max", 0.0);
+    a.first = j.value("first", 0.0);
+    a.first_ts = j.value("first_ts", std::int64_t{0});
+    a.first_seq = j.value("first_seq", std::uint64_t{0});
+    a.last = j.value("last", 0.0);
+    a.last_ts = j.value("last_ts", std::int64_t{0});
+    a.last_seq = j.value("last_seq", std::uint64_t{0});
+    into[j.value("t", std::int64_t{0})].merge(a);
+  }
+}
+
+// The members' answers, parsed; a body that is not JSON counts as missing.
+std::vector<json> member_bodies(const query_context& ctx) {
+  std::vector<json> out;
+  for (auto& b : *ctx.member_answers) {
+    auto j = json::parse(b, nullptr, false);
+    if (!j.is_discarded()) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+// "partial" (and "missing") of a cluster answer.
+void mark_partial(const query_context& ctx, json& j) {
+  j["partial"] = !ctx.missing.empty();
+  if (!ctx.missing.empty()) j["missing"] = ctx.missing;
+}
+
 json buckets_json(const std::vector<storage::bucket>& buckets, unsigned fns,
                   const counter_view& c) {
   auto arr = json::array();
@@ -614,10 +666,34 @@ http_answer device_aggregate(const query_context& ctx, const std::string& id, co
                              std::string_view accept) {
   agg_request r;
   if (auto f = parse_agg_request(ctx, p, accept, r)) return *f;
-  std::optional<storage::device_record> rec;
-  if (auto f = load_device(ctx, id, rec)) return *f;
+  const bool partials = p.find("partials") && *p.find("partials") == "1";
   std::vector<storage::bucket> buckets;
-  if (auto f = device_buckets(*ctx.db, id, r, buckets)) return *f;
+  if (ctx.member_answers) {
+    if (r.fns & fn_counter)
+      return bad_request("fn=increase and fn=rate are not available in a cluster (yet)");
+    std::map<std::int64_t, storage::aggregate> merged;
+    bool found = false;
+    for (auto& j : member_bodies(ctx)) {
+      found = found || j.value("found", true);
+      merge_partial_buckets(j["buckets"], merged);
+    }
+    if (!found && ctx.missing.empty()) return not_found("no device " + id);
+    buckets = answer_buckets(r, merged);
+  } else {
+    std::optional<storage::device_record> rec;
+    if (partials) {
+      if (auto f = require_db(ctx)) return *f;
+      storage::status st;
+      rec = ctx.db->load_device(id, st);
+      if (!st) return internal_error("loading " + id + ": " + st.message);
+      if (!rec) return ok_answer(json{{"device", id}, {"found", false}, {"buckets", json::array()}});
+    } else if (auto f = load_device(ctx, id, rec)) {
+      return *f;
+    }
+    if (auto f = device_buckets(*ctx.db, id, r, buckets)) return *f;
+    if (partials)
+      return ok_answer(json{{"device", id}, {"found", true}, {"buckets", partial_buckets_json(buckets)}});
+  }
   counter_map increases;
   std::size_t scanned = 0;
   if (r.fns & fn_counter)
@@ -634,7 +710,8 @@ http_answer device_aggregate(const query_context& ctx, const std::string& id, co
   j["metric"] = r.metric;
   j["step"] = step_json(r);
   j["buckets"] = buckets_json(buckets, r.fns, counters);
-  j["partial"] = false;
+  if (ctx.member_answers) mark_partial(ctx, j);
+  else j["partial"] = false;
   return ok_answer(j);
 }
 
@@ -648,16 +725,45 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p, std::stri
     if (*g != "device") return bad_request("group_by must be 'device', got '" + *g + "'");
     group = true;
   }
-  if (auto f = require_db(ctx)) return *f;
-
+  const bool partials = p.find("partials") && *p.find("partials") == "1";
   // Counters are per device (a fleet's increase is the sum of its devices'),
   // so they need the devices apart even when the answer merges them.
   const bool counters = (r.fns & fn_counter) != 0;
   std::map<std::int64_t, storage::aggregate> merged;  // without group_by, by bucket start
   std::map<std::string, std::map<std::int64_t, storage::aggregate>> by_device;
-  auto st = storage::aggregate_fleet(*ctx.db, prefix, r.metric, r.from, r.to, storage_step(r),
-                                     group || counters, merged, by_device);
-  if (!st) return internal_error("aggregating the fleet: " + st.message);
+  if (ctx.member_answers) {
+    if (counters)
+      return bad_request("fn=increase and fn=rate are not available in a cluster (yet)");
+    for (auto& j : member_bodies(ctx)) {
+      if (group) {
+        if (j["groups"].is_array())
+          for (auto& g : j["groups"])
+            merge_partial_buckets(g["buckets"], by_device[g.value("device", std::string{})]);
+      } else {
+        merge_partial_buckets(j["buckets"], merged);
+      }
+    }
+  } else {
+    if (auto f = require_db(ctx)) return *f;
+    auto st = storage::aggregate_fleet(*ctx.db, prefix, r.metric, r.from, r.to, storage_step(r),
+                                       group || counters, merged, by_device);
+    if (!st) return internal_error("aggregating the fleet: " + st.message);
+  }
+  if (partials && !ctx.member_answers) {
+    json j;
+    if (group) {
+      auto groups = json::array();
+      for (auto& [device, m] : by_device) {
+        auto buckets = answer_buckets(r, m);
+        if (!buckets.empty())
+          groups.push_back(json{{"device", device}, {"buckets", partial_buckets_json(buckets)}});
+      }
+      j["groups"] = std::move(groups);
+    } else {
+      j["buckets"] = partial_buckets_json(answer_buckets(r, merged));
+    }
+    return ok_answer(j);
+  }
   counter_map fleet_increases;
   std::map<std::string, counter_map> device_increases;
   std::size_t scanned = 0;
@@ -700,7 +806,8 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p, std::stri
   } else {
     j["buckets"] = buckets_json(answer_buckets(r, merged), r.fns, fleet_counters);
   }
-  j["partial"] = false;
+  if (ctx.member_answers) mark_partial(ctx, j);
+  else j["partial"] = false;
   return ok_answer(j);
 }
 
@@ -779,11 +886,13 @@ http_answer route(const query_context& ctx, std::string_view method, std::string
       if (auto f = p.parse(query, {"from", "to", "limit", "cursor", "format"})) return *f;
       return device_readings(ctx, id, p, accept);
     case endpoint::device_aggregate:
-      if (auto f = p.parse(query, {"metric", "from", "to", "step", "fn", "format"})) return *f;
+      if (auto f = p.parse(query, {"metric", "from", "to", "step", "fn", "format", "partials"}))
+        return *f;
       return device_aggregate(ctx, id, p, accept);
     case endpoint::fleet_aggregate:
       if (auto f = p.parse(query,
-                           {"metric", "from", "to", "step", "prefix", "group_by", "fn", "format"}))
+                           {"metric", "from", "to", "step", "prefix", "group_by", "fn", "format",
+                            "partials"}))
         return *f;
       return fleet_aggregate(ctx, p, accept);
   }
@@ -791,6 +900,24 @@ http_answer route(const query_context& ctx, std::string_view method, std::string
 }
 
 }  // namespace
+
+bool cluster_mergeable(std::string_view target) {
+  auto path = target.substr(0, target.find('?'));
+  constexpr std::string_view fleet = "/api/v1/aggregate";
+  constexpr std::string_view devices = "/api/v1/devices/";
+  constexpr std::string_view tail = "/aggregate";
+  if (path == fleet) return true;
+  return path.size() > devices.size() + tail.size() && path.substr(0, devices.size()) == devices &&
+         path.substr(path.size() - tail.size()) == tail &&
+         path.substr(devices.size(), path.size() - devices.size() - tail.size()).find('/') ==
+           std::string_view::npos;
+}
+
+std::string cluster_target(std::string_view target) {
+  std::string out(target);
+  out += target.find('?') == std::string_view::npos ? "?partials=1" : "&partials=1";
+  return out;
+}
 
 http_answer handle_query(const query_context& ctx, std::string_view method, std::string_view target,
                          std::string_view accept) {

@@ -64,7 +64,21 @@ struct query_context {
   std::function<std::int64_t()> clock;
   // Long scans (fn=increase/rate) give up with 503 past this; default: never.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // Cluster coordinator: non-null means "do not read the store, merge these":
+  // the 200 bodies of the members' answers to the same GET with
+  // `partials=1` (see cluster_target). `missing` names the members that did
+  // not answer in time: the answer is then "partial":true with "missing".
+  const std::vector<std::string>* member_answers = nullptr;
+  std::vector<std::string> missing;
 };
+
+// Cluster: whether a GET is answered by merging the members' partial answers
+// (device and fleet aggregates), and the target to send them: the same with
+// partials=1, which makes a member answer every bucket with its mergeable
+// partial (count, sum_hi, sum_lo, min, max, first/last with ts and seq), and
+// a device it holds nothing of with empty buckets rather than 404.
+bool cluster_mergeable(std::string_view target);
+std::string cluster_target(std::string_view target);
 
 // Handles GET requests of the query API. `target` is the raw request target
 // including the query string ("/api/v1/devices/m-1/aggregate?metric=voltage&step=1h").

@@ -41,3 +41,62 @@ inline std::size_t shard_of(std::string_view device, std::size_t shards) {
 }
 
 }  // namespace pulse
+
+namespace pulse {
+
+// In a cluster the owner of a device is the (member, shard) pair of highest
+// weight over every live member's shards; a member's shards are salted with
+// the hash of its name, so that every node computes the same owner from the
+// same member list, and a member joining or leaving moves only the devices
+// it wins or held.
+struct route_member {
+  std::uint64_t name_hash = 0;
+  std::uint32_t shards = 0;
+};
+
+struct device_owner {
+  std::size_t member = 0;  // index into the member list
+  std::size_t shard = 0;   // that member's shard
+};
+
+inline std::uint64_t member_weight(std::uint64_t device_h, std::uint64_t name_hash,
+                                   std::size_t shard) {
+  return rendezvous_weight(device_h ^ name_hash, shard);
+}
+
+template <class Members>
+device_owner owner_of(std::string_view device, const Members& members) {
+  auto h = device_hash(device);
+  device_owner best;
+  std::uint64_t best_w = 0;
+  bool any = false;
+  for (std::size_t m = 0; m < members.size(); ++m)
+    for (std::size_t s = 0; s < members[m].shards; ++s) {
+      auto w = member_weight(h, members[m].name_hash, s);
+      if (!any || w > best_w) {
+        best = {m, s};
+        best_w = w;
+        any = true;
+      }
+    }
+  return best;
+}
+
+// This member's shard for a device it owns (the shard owner_of names when it
+// picks this member).
+inline std::size_t member_shard_of(std::string_view device, std::uint64_t name_hash,
+                                   std::size_t shards) {
+  auto h = device_hash(device);
+  std::size_t best = 0;
+  std::uint64_t best_w = 0;
+  for (std::size_t s = 0; s < shards; ++s) {
+    auto w = member_weight(h, name_hash, s);
+    if (s == 0 || w > best_w) {
+      best = s;
+      best_w = w;
+    }
+  }
+  return best;
+}
+
+}  // namespace pulse

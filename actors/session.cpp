@@ -178,7 +178,7 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
 
   // Refuses the frame's readings while storage refuses writes, or when a
   // shard they go to is over batch.max-pending.
-  bool admit(const wire::frame& f) {
+  bool admit(const wire::frame& f, const slot_router& route) {
     if (!ctx_->storage.writable()) {
       std::optional<std::uint64_t> seq;
       for (auto& b : f.batches)
@@ -196,7 +196,7 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
     auto limit = ctx_->settings.batch_max_pending;
     for (auto& b : f.batches) {
       if (b.empty()) continue;
-      auto i = shard_of(b.device, window_.shards());
+      auto i = route(b.device);
       // An idle shard takes any frame, so one bigger than the limit still gets in.
       auto load = window_.load(i);
       if (load == 0 || load + b.size() <= limit) continue;
@@ -308,11 +308,13 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
     if (!f.unsubscribe.empty())
       caf::anon_send(session_, unsubscribe_atom::value, std::move(f.unsubscribe));
     auto n = f.readings();
-    if (n == 0 || !admit(f)) return;
+    if (n == 0) return;
+    slot_router route{*ctx_};
+    if (!admit(f, route)) return;
     for (auto& b : f.batches) {
       if (b.empty()) continue;
       note_device(b.device);
-      window_.send(shard_of(b.device, window_.shards()), std::move(b));
+      window_.send(route(b.device), std::move(b));
     }
     m.readings_in.fetch_add(n, std::memory_order_relaxed);
     update_reading();
@@ -341,10 +343,61 @@ struct session_state {
 
 using session_ptr = caf::stateful_actor<session_state>*;
 
+// In a cluster: the highest last_seq any live member holds for the device
+// (its owner now, and whoever owned it before), asked of every owner endpoint.
+void cluster_hello(session_ptr self, std::string device, int attempt) {
+  auto members = self->state.ctx->live_members();
+  struct gather {
+    std::size_t left = 0;
+    std::uint64_t best = 0;
+    std::size_t answered = 0;
+    std::string failure;
+  };
+  auto g = std::make_shared<gather>();
+  for (auto& m : *members)
+    if (m.owner) ++g->left;
+  auto done = [=] {
+    if (--g->left > 0) return;
+    if (g->answered == 0) {
+      if (attempt < 5) {
+        self->delayed_send(self, std::chrono::milliseconds(200), retry_atom::value, device,
+                           attempt + 1);
+        return;
+      }
+      send_error(*self->state.ctx, *self->state.sink, wire::error_code::overloaded,
+                 "no member answered for " + device + ": " + g->failure);
+      return;
+    }
+    self->state.sink->send_text(
+      wire::encode_welcome(self->state.ctx->settings.node_name, device, g->best));
+  };
+  if (g->left == 0) {
+    ++g->left;
+    g->failure = "no owner endpoint yet";
+    done();
+    return;
+  }
+  for (auto& m : *members) {
+    if (!m.owner) continue;
+    self->request(m.owner, self->state.ctx->settings.query_timeout, last_seq_atom::value, device)
+      .then(
+        [=](std::uint64_t seq) {
+          g->best = std::max(g->best, seq);
+          ++g->answered;
+          done();
+        },
+        [=](caf::error& err) {
+          g->failure = caf::to_string(err);
+          done();
+        });
+  }
+}
+
 // Answers a hello with the device's durable last_seq. Asks again (a few
 // times) when the shard does not answer, e.g. while it is being restarted.
 void handle_hello(session_ptr self, std::string device, int attempt = 0) {
   auto& st = self->state;
+  if (st.ctx->settings.cluster.enabled()) return cluster_hello(self, std::move(device), attempt);
   if (st.shards.empty()) {  // the table is not here yet
     self->delayed_send(self, std::chrono::milliseconds(20), retry_atom::value, device, attempt);
     return;

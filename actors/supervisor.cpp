@@ -102,12 +102,15 @@ struct router_state {
   std::vector<caf::actor> shards;
   std::unordered_set<caf::actor> sessions;
   std::vector<caf::response_promise> waiting;  // asked before the table arrived
+  caf::actor forwarder;  // cluster only: the last slot of the table
 };
 
 // Takes the node context although it needs nothing from it: CAF 0.17 binds a
 // reference through a null pointer when it spawns a function actor without
 // arguments (UBSan reports it in init_fun_factory.hpp).
-caf::behavior router_actor(caf::stateful_actor<router_state>* self, context_ptr) {
+caf::behavior router_actor(caf::stateful_actor<router_state>* self, context_ptr,
+                           caf::actor forwarder) {
+  self->state.forwarder = std::move(forwarder);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& s = self->state.sessions;
     for (auto i = s.begin(); i != s.end(); ++i)
@@ -119,6 +122,7 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, context_ptr)
   return {
     [=](shards_atom, std::vector<caf::actor>& shards) {
       self->state.shards = std::move(shards);
+      if (self->state.forwarder) self->state.shards.push_back(self->state.forwarder);
       for (auto& rp : self->state.waiting) rp.deliver(self->state.shards);
       self->state.waiting.clear();
     },
@@ -157,8 +161,8 @@ caf::actor spawn_supervisor(caf::actor_system& sys, context_ptr ctx, caf::actor 
   return sys.spawn(supervisor_actor, std::move(ctx), std::move(router));
 }
 
-caf::actor spawn_router(caf::actor_system& sys, context_ptr ctx) {
-  return sys.spawn(router_actor, std::move(ctx));
+caf::actor spawn_router(caf::actor_system& sys, context_ptr ctx, caf::actor forwarder) {
+  return sys.spawn(router_actor, std::move(ctx), std::move(forwarder));
 }
 
 }  // namespace pulse

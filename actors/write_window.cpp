@@ -88,6 +88,15 @@ void write_window::restarted(std::size_t i, caf::actor a) {
   for (auto& e : pending_[i]) push(i, e);
 }
 
+void write_window::drop(std::size_t i) {
+  if (i >= pending_.size()) return;
+  std::uint64_t n = 0;
+  for (auto& e : pending_[i]) n += e.readings;
+  pending_[i] = fifo{};
+  readings_ -= n;
+  ctx_->shard_load[i].fetch_sub(n, std::memory_order_relaxed);
+}
+
 std::optional<std::uint64_t> write_window::first_seq(std::size_t i) const {
   if (i >= pending_.size() || pending_[i].empty()) return std::nullopt;
   const auto& b = *pending_[i].front().batch;

@@ -65,6 +65,11 @@ class write_window {
   // old instance had not acked is sent to it again, in order.
   void restarted(std::size_t i, caf::actor a);
 
+  // Forgets what waits at shard i (it was refused, and will not be acked).
+  void drop(std::size_t i);
+  // The ticket of the last send.
+  std::uint64_t last_ticket() const { return last_ticket_; }
+
   // Whether this writer has anything unacked at shard i.
   bool waiting_on(std::size_t i) const { return !pending_[i].empty(); }
   // The seq of the oldest unacked reading at shard i, if it has one.

@@ -1,0 +1,90 @@
+// Integration: owner routing in a three-node cluster (docs/cluster.md). A
+// reading accepted on any node is written by its owner's shard (rendezvous
+// over the live members x shards), acked only after that write, stored once;
+// the welcome's last_seq is the same whichever node a device says hello to.
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+#include "actors/routing.hpp"
+#include "net/ws_client.hpp"
+#include "tests/integration/cluster_support.hpp"
+#include "tests/support/ws_helpers.hpp"
+
+using namespace pulse;
+using namespace pulse::test::cluster;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+test::node_process as_process(const member& m) {
+  test::node_process p;
+  p.port = m.http_port;
+  return p;
+}
+
+std::uint64_t welcome_last_seq(const member& m, const std::string& device) {
+  net::ws_blocking_client ws;
+  test::connect(ws, as_process(m));
+  std::string err;
+  REQUIRE(ws.send_text(R"({"hello":{"device":")" + device + R"("}})", err));
+  auto w = test::read_until(ws, "welcome")["welcome"];
+  CHECK(w["node"] == m.name);
+  return w["last_seq"].get<std::uint64_t>();
+}
+
+// The node's own record of a device: its last_seq there, 0 if it has none.
+std::uint64_t stored_here(const member& m, const std::string& device) {
+  auto res = try_get(m.http_port, "/api/v1/devices/" + device);
+  REQUIRE(res);
+  if (res->status == 404) return 0;
+  REQUIRE(res->status == 200);
+  return json::parse(res->body)["last_seq"].get<std::uint64_t>();
+}
+
+}  // namespace
+
+TEST_CASE("readings sent to any node are stored once by their owner and acked after", "[cluster]") {
+  trio t;
+  constexpr int devices = 24;
+  constexpr int readings = 5;
+  // The owners every node computes (2 shards each, the default).
+  std::vector<route_member> members;
+  for (auto& n : t.nodes) members.push_back({device_hash(n.name), 2});
+  std::set<std::size_t> owners;
+  int forwarded = 0;
+  for (int d = 0; d < devices; ++d) {
+    auto device = "route-" + std::to_string(d);
+    auto& entry = t[static_cast<std::size_t>(d % 3)];
+    net::ws_blocking_client ws;
+    test::connect(ws, as_process(entry));
+    std::string err;
+    REQUIRE(ws.send_text(R"({"hello":{"device":")" + device + R"("}})", err));
+    CHECK(test::read_until(ws, "welcome")["welcome"]["last_seq"] == 0);
+    for (int s = 1; s <= readings; ++s)
+      REQUIRE(ws.send_text(R"({"device":")" + device + R"(","seq":)" + std::to_string(s) +
+                             R"(,"ts":1731801600000,"values":{"v":)" + std::to_string(s) + "}}",
+                           err));
+    std::uint64_t acked = 0;
+    while (acked < readings) acked = test::read_until(ws, "ack")["ack"]["seq"].get<std::uint64_t>();
+    auto owner = owner_of(device, members).member;
+    owners.insert(owner);
+    if (&t[owner] != &entry) ++forwarded;
+    // Acked means durable on the owner, and only there.
+    for (std::size_t i = 0; i < 3; ++i) {
+      INFO(device << " entered at " << entry.name << ", owner " << t[owner].name << ", asking "
+                  << t[i].name);
+      CHECK(stored_here(t[i], device) == (i == owner ? readings : 0));
+    }
+  }
+  CHECK(owners.size() == 3);  // the devices spread over every member
+  CHECK(forwarded >= devices / 3);
+  // The welcome says the same on every node, owner or not.
+  for (int d = 0; d < devices; d += 5) {
+    auto device = "route-" + std::to_string(d);
+    for (auto& n : t.nodes) CHECK(welcome_last_seq(n, device) == readings);
+  }
+}
