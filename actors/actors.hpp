@@ -101,18 +101,6 @@ using writer_ptr = std::shared_ptr<shard_writer>;
 // actor weakly.
 writer_ptr make_actor_writer(const caf::actor& a);
 
-// The newest reading of a device, as the hub keeps and pushes it.
-struct latest_value {
-  std::string device;
-  std::int64_t ts = 0;
-  std::int64_t received_ms = 0;  // server receive time, for latency_ms
-  std::vector<std::pair<std::string, double>> values;
-};
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, latest_value& x) {
-  return f(caf::meta::type_name("latest_value"), x.device, x.ts, x.received_ms, x.values);
-}
-
 // Devices with an open session, for `online` in /api/v1/devices.
 class online_registry {
  public:
@@ -160,6 +148,9 @@ struct node_context {
   // (/readyz), and the members up now, this node first. Written by the
   // cluster actor only; true and just this node without a cluster.
   std::atomic<bool> cluster_joined{true};
+  // Sessions subscribed on the other live members (their hubs get this
+  // node's latest values only while it is above 0).
+  std::atomic<std::uint64_t> peer_subscribers{0};
   void set_live_members(std::vector<member_info> members);
   std::shared_ptr<const std::vector<member_info>> live_members() const;
   // Members known and not up now (down or not reached yet), by name.

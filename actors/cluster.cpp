@@ -33,6 +33,7 @@ void add_cluster_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<member_status>("pulse::member_status");
   cfg.add_message_type<reading_batch>("pulse::reading_batch");
   cfg.add_message_type<ack_list>("pulse::ack_list");
+  cfg.add_message_type<latest_value>("pulse::latest_value");
 }
 
 bool parse_endpoint(const std::string& text, std::string& host, std::uint16_t& port) {
@@ -125,6 +126,9 @@ void publish_members(cluster_ptr self) {
   for (auto& [name, p] : st.peers)
     if (p.state == phase::up) up.push_back(p.info);
     else down.push_back(name);
+  std::uint64_t peer_subs = 0;
+  for (auto i = std::next(up.begin()); i != up.end(); ++i) peer_subs += i->subscribers;
+  st.ctx->peer_subscribers = peer_subs;
   st.ctx->set_live_members(std::move(up));
   st.ctx->set_down_members(std::move(down));
 }
@@ -193,6 +197,7 @@ void contacted(cluster_ptr self, cluster_actor h, const member_list& theirs) {
   }
   learn(self, theirs);
   auto& p = st.peers[who.name];
+  bool changed = p.info.subscribers != who.subscribers || p.info.http != who.http;
   p.info = who;
   p.reach.host = who.host;
   p.reach.port = who.port;
@@ -205,6 +210,7 @@ void contacted(cluster_ptr self, cluster_actor h, const member_list& theirs) {
     p.handle = h;
     self->monitor(h);
   }
+  if (p.state == phase::up && changed) publish_members(self);
   set_state(self, p, phase::up, "");
   // A seed with this address is now known by name.
   auto& seeds = st.seeds;
@@ -267,6 +273,13 @@ void heartbeat(cluster_ptr self, peer& p) {
 
 void tick(cluster_ptr self) {
   auto& st = self->state;
+  // Our subscribers travel with the next heartbeats: members send us live
+  // updates only while we have some.
+  auto subs = static_cast<std::uint32_t>(st.ctx->subscribers.load());
+  if (subs != st.self.subscribers) {
+    st.self.subscribers = subs;
+    publish_members(self);
+  }
   auto now = clock_type::now();
   auto timeout = settings(self).heartbeat_timeout;
   for (auto& [name, p] : st.peers) {
@@ -367,6 +380,7 @@ cluster_actor::behavior_type cluster_actor_fn(cluster_ptr self, context_ptr ctx)
   st.self.shards = static_cast<std::uint32_t>(ctx->settings.shards);
   st.self.owner = ctx->live_members()->front().owner;
   st.self.query = ctx->live_members()->front().query;
+  st.self.hub = caf::actor_cast<peer_hub_actor>(ctx->hub);
   st.since_ms = now_ms();
   for (auto& s : cs.seeds) {
     contact c;

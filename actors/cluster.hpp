@@ -72,6 +72,22 @@ using owner_actor =
 using query_peer_actor =
   caf::typed_actor<caf::replies_to<query_atom, std::string>::with<std::int32_t, std::string>>;
 
+// The newest reading of a device, as the hub keeps and pushes it; and each node's hub, as the other members see it: latest values of devices
+// another member owns, for this node's subscribers (actors/hub.cpp).
+//   <- (update_atom, std::vector<latest_value>)
+struct latest_value {
+  std::string device;
+  std::int64_t ts = 0;
+  std::int64_t received_ms = 0;  // server receive time, for latency_ms
+  std::vector<std::pair<std::string, double>> values;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, latest_value& x) {
+  return f(caf::meta::type_name("latest_value"), x.device, x.ts, x.received_ms, x.values);
+}
+
+using peer_hub_actor = caf::typed_actor<caf::reacts_to<update_atom, std::vector<latest_value>>>;
+
 // One node as the others know it.
 struct member_info {
   std::string name;          // node.name, unique in the cluster
@@ -82,12 +98,14 @@ struct member_info {
   std::uint32_t shards = 0;       // storage.shards
   owner_actor owner;              // its owner endpoint
   query_peer_actor query;         // its query endpoint
+  peer_hub_actor hub;             // its hub
+  std::uint32_t subscribers = 0;  // sessions subscribed there (updates are sent only then)
   std::uint64_t name_hash = 0;    // device_hash(name), for routing (not sent)
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, member_info& x) {
   return f(caf::meta::type_name("pulse::member_info"), x.name, x.host, x.port, x.http,
-           x.incarnation, x.shards, x.owner, x.query);
+           x.incarnation, x.shards, x.owner, x.query, x.hub, x.subscribers);
 }
 // Gossip: the sender first, then every member it holds up.
 using member_list = std::vector<member_info>;

@@ -38,6 +38,21 @@ bool matches_any(const std::vector<std::string>& patterns, const std::string& de
   return false;
 }
 
+// Sends each matching subscriber of this node an update frame.
+void push(hub_ptr self, const std::vector<latest_value>& values) {
+  auto& st = self->state;
+  auto now = now_ms();
+  for (auto& v : values) {
+    for (auto& [id, sub] : st.subscribers) {
+      if (!matches_any(sub.patterns, v.device)) continue;
+      std::string msg = "{\"update\":{";
+      append_live_entry(msg, v.device, v.ts, v.values, std::max<std::int64_t>(0, now - v.received_ms));
+      msg += "}}";
+      self->send(sub.session, update_atom::value, std::move(msg));
+    }
+  }
+}
+
 void update_count(hub_ptr self) {
   self->state.ctx->subscribers.store(self->state.subscribers.size());
 }
@@ -80,18 +95,15 @@ caf::behavior hub_actor(hub_ptr self, context_ptr ctx) {
       update_count(self);
     },
     [=](publish_atom, std::vector<latest_value>& values) {
-      auto& st = self->state;
-      auto now = now_ms();
-      for (auto& v : values) {
-        for (auto& [id, sub] : st.subscribers) {
-          if (!matches_any(sub.patterns, v.device)) continue;
-          std::string msg = "{\"update\":{";
-          append_live_entry(msg, v.device, v.ts, v.values, std::max<std::int64_t>(0, now - v.received_ms));
-          msg += "}}";
-          self->send(sub.session, update_atom::value, std::move(msg));
-        }
+      // From this node's shards: to the members with subscribers too.
+      if (self->state.ctx->peer_subscribers.load() > 0) {
+        auto members = self->state.ctx->live_members();
+        for (auto i = std::next(members->begin()); i != members->end(); ++i)
+          if (i->subscribers > 0 && i->hub) self->send(i->hub, update_atom::value, values);
       }
+      push(self, values);
     },
+    [=](update_atom, std::vector<latest_value>& values) { push(self, values); },
   };
 }
 

@@ -152,7 +152,9 @@ void add(shard_ptr self, const reading_batch& b, const writer_ptr& writer, std::
                           "shard " + std::to_string(st.index) + ": " + added.unavailable.message);
     return;
   }
-  if (st.ctx->subscribers.load(std::memory_order_relaxed) > 0) note_latest(st, b, now);
+  if (st.ctx->subscribers.load(std::memory_order_relaxed) > 0 ||
+      st.ctx->peer_subscribers.load(std::memory_order_relaxed) > 0)
+    note_latest(st, b, now);
   if (added.rejected > 0 && writer)
     writer->rejected(b.device, std::uint64_t{added.rejected},
                      "outside what storage can hold (ts range, values, metric dictionary)");

@@ -1,7 +1,8 @@
 // Integration: owner routing in a three-node cluster (docs/cluster.md). A
 // reading accepted on any node is written by its owner's shard (rendezvous
 // over the live members x shards), acked only after that write, stored once;
-// the welcome's last_seq is the same whichever node a device says hello to.
+// the welcome's last_seq is the same whichever node a device says hello to;
+// a subscriber on any node gets the live updates of every owner.
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -87,4 +88,56 @@ TEST_CASE("readings sent to any node are stored once by their owner and acked af
     auto device = "route-" + std::to_string(d);
     for (auto& n : t.nodes) CHECK(welcome_last_seq(n, device) == readings);
   }
+}
+
+TEST_CASE("a subscriber on one node gets updates of devices sent to and owned by other nodes",
+          "[cluster]") {
+  trio t;
+  std::vector<route_member> members;
+  for (auto& n : t.nodes) members.push_back({device_hash(n.name), 2});
+  // Devices owned by every member, all sent to node-b.
+  std::set<std::string> want;
+  std::set<std::size_t> owners;
+  for (int d = 0; want.size() < 9 && d < 1000; ++d) {
+    auto device = "live-" + std::to_string(d);
+    auto o = owner_of(device, members).member;
+    if (std::count_if(want.begin(), want.end(), [&](const std::string& w) {
+          return owner_of(w, members).member == o;
+        }) >= 3)
+      continue;
+    want.insert(device);
+    owners.insert(o);
+  }
+  REQUIRE(owners.size() == 3);
+  net::ws_blocking_client sub;
+  test::connect(sub, as_process(t[0]));
+  std::string err;
+  REQUIRE(sub.send_text(R"({"subscribe":["live-*"]})", err));
+  test::read_until(sub, "snapshot");
+  net::ws_blocking_client writer;
+  test::connect(writer, as_process(t[1]));
+  // Members learn of node-a's subscriber with the next heartbeats: send until
+  // every device's update has arrived (bounded).
+  std::set<std::string> seen;
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  std::uint64_t seq = 0;
+  while (seen.size() < want.size() && std::chrono::steady_clock::now() < deadline) {
+    ++seq;
+    for (auto& device : want)
+      REQUIRE(writer.send_text(R"({"device":")" + device + R"(","seq":)" + std::to_string(seq) +
+                                 R"(,"values":{"v":)" + std::to_string(seq) + "}}",
+                               err));
+    auto until = std::chrono::steady_clock::now() + 300ms;
+    while (std::chrono::steady_clock::now() < until) {
+      auto msg = sub.read(50ms);
+      if (!msg) continue;
+      auto j = json::parse(*msg, nullptr, false);
+      if (j.is_discarded() || !j.contains("update")) continue;
+      for (auto& [device, v] : j["update"].items()) {
+        CHECK(v.contains("v"));
+        seen.insert(device);
+      }
+    }
+  }
+  CHECK(seen == want);
 }
