@@ -1,0 +1,69 @@
+// Integration: kill -9 of one of three nodes under simulator load, with
+// cluster.replicas=1 (the only mode of this version; docs/cluster.md). The
+// survivor the simulator writes to keeps acking (the dead node's devices are
+// re-homed to the survivors), no acked reading is lost, and once the dead node
+// is back with its storage every acked reading is in the merged answers.
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/cluster_support.hpp"
+
+using namespace pulse;
+using namespace pulse::test::cluster;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+TEST_CASE("kill -9 of a member under load: survivors keep acking and no acked reading is lost",
+          "[cluster]") {
+  trio t;
+  auto report = t.dir.path() + "/sim.json";
+  test::child sim{test::sim_binary(),
+                  {"--node=127.0.0.1:" + std::to_string(t[0].http_port), "--devices=20",
+                   "--rate=20", "--batch=1", "--window=100", "--duration=6s", "--drain=20s",
+                   "--reconnect-min=50ms", "--reconnect-max=1s", "--quiet", "--report=" + report}};
+  // Kill node-c once readings flow (some of them owned by it).
+  std::this_thread::sleep_for(2s);
+  REQUIRE(t[2].stop(SIGKILL) == 128 + SIGKILL);
+  wait_state(t[0], "node-c", "down", 3s);
+  REQUIRE(sim.wait(60s) == 0);
+  auto r = test::durable::read_report(report);
+  INFO(r.dump().substr(0, 2000));
+  CHECK(r["acked"].get<std::uint64_t>() > 0);
+  CHECK(r["acked"] == r["sent"]);
+  CHECK(r["unconfirmed"] == 0);
+  CHECK(r["gave_up"] == 0);
+  // Acks kept coming: no reading waited 5 s for its ack across the kill.
+  CHECK(r["latency_ms"]["max"].get<double>() < 5000);
+
+  // While node-c is down the answer says so; once it is back (same storage)
+  // every acked reading is there.
+  auto target = "/api/v1/aggregate?metric=voltage&prefix=sim-meter-&group_by=device&fn=count&from=0&to=" +
+                std::to_string(test::durable::now_ms() + 3'600'000);
+  auto res = try_get(t[0].http_port, target, 20s);
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  CHECK(json::parse(res->body)["missing"] == json::array({"node-c"}));
+  t[2].start();
+  wait_state(t[0], "node-c", "up", 10s);
+  res = try_get(t[0].http_port, target, 20s);
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  auto j = json::parse(res->body);
+  CHECK(j["partial"] == false);
+  std::map<std::string, std::uint64_t> stored;
+  for (auto& g : j["groups"]) stored[g["device"]] = g["buckets"][0]["count"].get<std::uint64_t>();
+  std::uint64_t acked = 0, held = 0;
+  for (auto& [device, d] : r["per_device"].items()) {
+    INFO(device);
+    CHECK(stored[device] >= d["acked"].get<std::uint64_t>());
+    acked += d["acked"].get<std::uint64_t>();
+    held += stored[device];
+  }
+  // With one copy per reading, a write the dead node made but could not
+  // confirm is written again by the new owner (docs/cluster.md): say how many.
+  WARN("acked " << acked << ", stored " << held << " (" << held - acked
+                << " stored twice across the kill)");
+}
