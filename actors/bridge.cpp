@@ -17,6 +17,12 @@ std::int64_t now_ms() {
 
 std::int64_t node_context::now() const { return now_ms() + clock_offset_ms.load(); }
 
+void node_context::init_shards(std::size_t shards) {
+  shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(shards);
+  inboxes = std::make_unique<shard_inbox[]>(shards);
+  shard_down = std::make_unique<std::atomic<bool>[]>(shards);
+}
+
 void online_registry::add(const std::string& device) {
   std::lock_guard<std::mutex> guard{mtx_};
   ++count_[device];
@@ -159,8 +165,7 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
                                       std::string& error) {
   auto ctx = std::make_shared<node_context>();
   ctx->settings = settings;
-  ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(settings.shards);
-  ctx->inboxes = std::make_unique<shard_inbox[]>(settings.shards);
+  ctx->init_shards(settings.shards);
   storage::status st;
   storage::store_options so;
   so.path = settings.storage_path;
