@@ -171,6 +171,7 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
   so.path = settings.storage_path;
   so.sync = settings.storage_sync;
   so.wal_recovery = settings.storage_wal_recovery;
+  so.cache_bytes = settings.storage_cache_bytes;
   if (settings.fault_injection) so.faults = ctx->faults = std::make_shared<storage::fault_injector>();
   ctx->db = storage::store::open(so, st);
   if (!ctx->db) {
