@@ -465,3 +465,54 @@ TEST_CASE("batcher rollup cache: evicted rows take late data as merge operands",
     CHECK(minutes.size() == 27);  // readings span 0:00 .. 26:41
   }
 }
+
+TEST_CASE("batcher device cache: devices evicted past storage.device-cache-bytes keep exact "
+          "last_seq, dedupe and aggregates", "[batcher][cache]") {
+  test_db t;
+  // A budget of ~100 device states, 1,000 devices, each flush a checkpoint
+  // (no head): every round evicts most devices and reloads them from meta.
+  head_options opts;
+  opts.device_cache_bytes = 65536;
+  batcher b(t.db(), 0, opts);
+  constexpr int devices = 1000, rounds = 6;
+  auto dev = [](int d) { return "ev-" + std::to_string(d); };
+  for (int round = 1; round <= rounds; ++round) {
+    for (int d = 0; d < devices; ++d) {
+      auto seq = static_cast<std::uint64_t>(round);
+      // Each round also resends the previous round's reading: a duplicate.
+      std::vector<reading_spec> rs;
+      if (round > 1) rs.push_back(r(t0 + (round - 1) * 1000 + d, seq - 1, {{"v", 99.0}}));
+      rs.push_back(r(t0 + round * 1000 + d, seq, {{"v", static_cast<double>(round)}}));
+      auto res = b.add(1, make_batch(dev(d), rs), 0);
+      CHECK(res.accepted == 1);
+      CHECK(res.duplicates == (round > 1 ? 1u : 0u));
+    }
+    std::vector<ack_entry> acks;
+    flush_stats fs;
+    REQUIRE(b.flush(acks, fs).ok);
+    CHECK(acks.size() == devices);
+    auto c = b.cache();
+    CHECK(c.device_bytes <= opts.device_cache_bytes);
+    CHECK(c.devices < devices);
+  }
+  CHECK(b.cache().evicted >= devices * (rounds - 1) / 2);
+  // Server-assigned seqs continue from the stored last_seq after a reload.
+  auto res = b.add(1, make_batch(dev(7), {r_noseq(t0 + 60'000, {{"v", 7.0}})}), 0);
+  CHECK(res.accepted == 1);
+  CHECK(flush_ok(b) == ack_map{{{1, dev(7)}, rounds + 1}});
+  status st;
+  for (int d : {0, 7, 500, 999}) {
+    CHECK(b.last_seq(dev(d)) == (d == 7 ? rounds + 1u : rounds + 0u));
+    // Every round stored once: 1 + 2 + ... + rounds (+ 7 for the extra one).
+    auto agg = aggregate_device(t.db(), dev(d), "v", t0, t0 + ms_per_hour, ms_per_hour, st);
+    REQUIRE(st.ok);
+    REQUIRE(agg.size() == 1);
+    CHECK(agg[0].agg.count == (d == 7 ? rounds + 1u : rounds + 0u));
+    CHECK(agg[0].agg.sum() == rounds * (rounds + 1) / 2 + (d == 7 ? 7.0 : 0.0));
+    CHECK(agg[0].agg.max == (d == 7 ? 7.0 : rounds));
+    auto raw = aggregate_device_raw(t.db(), dev(d), "v", t0, t0 + ms_per_hour, ms_per_hour, st);
+    REQUIRE(raw.size() == 1);
+    CHECK(raw[0].agg.count == agg[0].agg.count);
+    CHECK(raw[0].agg.sum() == agg[0].agg.sum());
+  }
+}
