@@ -3,8 +3,8 @@
 #include <rocksdb/db.h>
 
 #include <algorithm>
+#include <iterator>
 #include <map>
-#include <unordered_map>
 
 #include "storage/chunk.hpp"
 #include "storage/codec.hpp"
@@ -300,11 +300,12 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
   // records are only skimmed for these (decode_meta_summary): a fleet of a
   // million devices is a million records.
   struct member {
+    std::string device;
     std::uint32_t id = 0;
     std::int64_t earliest_ts = 0, latest_ts = 0;
     const head_device* head = nullptr;
   };
-  std::unordered_map<std::string, member> members;
+  std::vector<member> members;  // in id order
   {
     std::string lower;
     append_meta_key(lower, prefix);
@@ -323,28 +324,31 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
       if (!decode_meta_summary(std::string_view(v.data(), v.size()), metric, sum))
         return status::error("corrupt meta record for device " + std::string(device));
       if (sum.found)
-        members.emplace(std::string(device), member{sum.id, sum.earliest_ts, sum.latest_ts, nullptr});
+        members.push_back(member{std::string(device), sum.id, sum.earliest_ts, sum.latest_ts, nullptr});
     }
     if (auto s = it->status(); !s.ok()) return status::error("listing devices failed: " + s.ToString());
+    std::vector<member> from_head;
     for (auto& [device, h] : head) {
       const auto& m = h.rec.metrics;
       auto at = std::find(m.begin(), m.end(), metric);
       if (at == m.end()) continue;
-      members[device] = member{static_cast<std::uint32_t>(at - m.begin()), h.rec.earliest_ts,
-                               h.rec.latest_ts, &h};
+      from_head.push_back(member{device, static_cast<std::uint32_t>(at - m.begin()),
+                                 h.rec.earliest_ts, h.rec.latest_ts, &h});
+    }
+    if (!from_head.empty()) {
+      auto mid = members.size();
+      members.insert(members.end(), std::make_move_iterator(from_head.begin()),
+                     std::make_move_iterator(from_head.end()));
+      std::inplace_merge(members.begin(), members.begin() + static_cast<std::ptrdiff_t>(mid),
+                         members.end(),
+                         [](const member& a, const member& b) { return a.device < b.device; });
     }
   }
-  // In device order wherever the order of merging could show (the
-  // device-by-device path below).
-  std::vector<const std::pair<const std::string, member>*> ordered;
-  ordered.reserve(members.size());
-  for (const auto& e : members) ordered.push_back(&e);
-  std::sort(ordered.begin(), ordered.end(), [](auto* a, auto* b) { return a->first < b->first; });
   auto target = [&](const std::string& device) -> std::map<std::int64_t, aggregate>& {
     return group ? groups[device] : merged;
   };
-  for (auto* e : ordered)
-    if (e->second.head) add_raw(e->second.head->rows, e->second.id, from, to, step_ms, target(e->first));
+  for (const auto& m : members)
+    if (m.head) add_raw(m.head->rows, m.id, from, to, step_ms, target(m.device));
 
   // Rollup rows bucket-major: one range of keys holds every device's rows of
   // the window, whenever each row lies inside one bucket and the window.
@@ -379,6 +383,16 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
       it->Seek(seek_key);
     };
     const std::size_t plen = std::max<std::size_t>(prefix.size(), 1);
+    // Members in rollup key order, (length, id), so that each bucket's keys
+    // meet them in order: a cursor that only moves forward, no lookups.
+    auto shorter = [](const member& a, const member& b) { return a.device.size() < b.device.size(); };
+    if (!std::is_sorted(members.begin(), members.end(), shorter))  // ids of one length: already so
+      std::stable_sort(members.begin(), members.end(), shorter);
+    auto key_less = [](const member& m, std::string_view d) {
+      return m.device.size() != d.size() ? m.device.size() < d.size() : std::string_view(m.device) < d;
+    };
+    std::size_t cursor = 0;
+    std::uint32_t cursor_bucket = 0;
     it->Seek(lower);
     while (it->Valid()) {
       auto k = it->key();
@@ -404,12 +418,19 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
           continue;
         }
       }
-      if (auto mi = members.find(std::string(parts.device)); mi != members.end()) {
+      if (parts.bucket != cursor_bucket) {
+        cursor = 0;
+        cursor_bucket = parts.bucket;
+      }
+      auto at = std::lower_bound(members.begin() + static_cast<std::ptrdiff_t>(cursor),
+                                 members.end(), parts.device, key_less);
+      cursor = static_cast<std::size_t>(at - members.begin());
+      if (at != members.end() && at->device == parts.device) {
         auto v = it->value();
         if (!decode_rollup_row(std::string_view(v.data(), v.size()), row))
           return status::error("corrupt rollup row of device " + std::string(parts.device));
-        if (const auto* a = row.find(mi->second.id))
-          target(mi->first)[bucket_start(static_cast<std::int64_t>(parts.bucket) * unit, step_ms)]
+        if (const auto* a = row.find(at->id))
+          target(at->device)[bucket_start(static_cast<std::int64_t>(parts.bucket) * unit, step_ms)]
             .merge(*a);
       }
       it->Next();
@@ -417,12 +438,11 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
     if (auto s = it->status(); !s.ok()) return status::error("reading rollups failed: " + s.ToString());
     return status::success();
   }
-  for (auto* e : ordered) {
-    const auto& m = e->second;
+  for (const auto& m : members) {
     auto lo = std::max(from, m.earliest_ts);
     auto hi = std::min(to, m.latest_ts + 1);
     if (lo >= hi) continue;
-    if (auto st = aggregate_stored(reader, e->first, m.id, from, to, step_ms, lo, hi, target(e->first)); !st)
+    if (auto st = aggregate_stored(reader, m.device, m.id, from, to, step_ms, lo, hi, target(m.device)); !st)
       return st;
   }
   return status::success();
