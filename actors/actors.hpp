@@ -11,6 +11,8 @@
 //     <- (unsubscribe_atom, patterns)
 //     <- (closed_atom)                        socket gone
 //     <- (shard_up_atom, uint64_t, actor)     router: shard n restarted; the ingest path resends
+//     <- (shard_down_atom, uint64_t)          router: shard n is down for good; what this
+//                                             connection has unacked there is refused (1013)
 //     <- (stop_atom) -> bool                  node stopping
 //   shard    (one per storage.shards; detached thread, blocks on RocksDB)
 //     Readings come through its shard_inbox (actors/inbox.hpp):
@@ -27,7 +29,9 @@
 //     shard stays up, refusing writes until the storage probe finds the disk
 //     taking writes again. Any other failed flush takes the shard down: the
 //     supervisor restarts it and the writers resend their windows.
-//   supervisor  spawns and monitors shards, restarts them, tells the router
+//   supervisor  spawns and monitors shards, restarts them, tells the router;
+//     past supervisor.max-restarts it leaves the shard down, marks the node
+//     unhealthy and the shard down (ctx->shard_down), and tells the router
 //     <- (stop_atom) -> bool                  stop every shard after its last flush
 //     <- (shards_atom) -> bool                whether the node is healthy
 //     <- (crash_atom, uint64_t n) -> bool     fault injection: crash shard n
@@ -35,6 +39,7 @@
 //     <- (shards_atom, std::vector<actor>)    supervisor: the initial table
 //     <- (shards_atom) -> std::vector<actor>  current table
 //     <- (shard_up_atom, uint64_t, actor)     supervisor: a restarted shard
+//     <- (shard_down_atom, uint64_t)          supervisor: a shard left down; told to every writer
 //     <- (join_atom, actor)                   a session or ingest wants table updates
 //     <- (stop_atom) -> bool                  asks every joined session (stop_atom), then answers
 //   hub      live values: latest per device, subscriptions, pushes
@@ -131,6 +136,13 @@ struct node_context {
   std::unique_ptr<std::atomic<std::uint64_t>[]> shard_load;
   // Per shard: where writers put readings for it (actors/inbox.hpp).
   std::unique_ptr<shard_inbox[]> inboxes;
+  // Per shard: set (never cleared) when the supervisor leaves the shard down
+  // past supervisor.max-restarts. Admission refuses readings for it
+  // (overloaded: 1013 / 503) instead of queueing them where nobody answers.
+  std::unique_ptr<std::atomic<bool>[]> shard_down;
+  // Allocates the per-shard tables above for `shards` shards (once, before
+  // any actor exists).
+  void init_shards(std::size_t shards);
   // Set when the node starts to stop: connections take no more readings.
   std::atomic<bool> stopping{false};
   // Set once by the bridge before any session or shard exists and never

@@ -15,6 +15,7 @@ using closed_atom = caf::atom_constant<caf::atom("closed")>;      // socket gone
 using last_seq_atom = caf::atom_constant<caf::atom("lastseq")>;   // ask a shard for a device's last_seq
 using shards_atom = caf::atom_constant<caf::atom("shards")>;      // shard table (router)
 using shard_up_atom = caf::atom_constant<caf::atom("shardup")>;   // a shard (re)started
+using shard_down_atom = caf::atom_constant<caf::atom("shardown")>; // a shard left down for good
 using join_atom = caf::atom_constant<caf::atom("join")>;          // register with router / hub
 using leave_atom = caf::atom_constant<caf::atom("leave")>;        // unregister
 using query_atom = caf::atom_constant<caf::atom("query")>;        // HTTP GET for the query actor

@@ -17,6 +17,12 @@ std::int64_t now_ms() {
 
 std::int64_t node_context::now() const { return now_ms() + clock_offset_ms.load(); }
 
+void node_context::init_shards(std::size_t shards) {
+  shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(shards);
+  inboxes = std::make_unique<shard_inbox[]>(shards);
+  shard_down = std::make_unique<std::atomic<bool>[]>(shards);
+}
+
 void node_context::set_live_members(std::vector<member_info> members) {
   for (auto& m : members) m.name_hash = device_hash(m.name);
   auto next = std::make_shared<const std::vector<member_info>>(std::move(members));
@@ -250,15 +256,14 @@ std::unique_ptr<bridge> bridge::start(caf::actor_system& sys, const node_setting
                                       std::string& error) {
   auto ctx = std::make_shared<node_context>();
   ctx->settings = settings;
-  // In a cluster the forwarder is one more slot after the shards.
-  auto slots = settings.shards + (settings.cluster.enabled() ? 1 : 0);
-  ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(slots);
-  ctx->inboxes = std::make_unique<shard_inbox[]>(slots);
+  // In a cluster the forwarder is one more slot after the shards (never down).
+  ctx->init_shards(settings.shards + (settings.cluster.enabled() ? 1 : 0));
   storage::status st;
   storage::store_options so;
   so.path = settings.storage_path;
   so.sync = settings.storage_sync;
   so.wal_recovery = settings.storage_wal_recovery;
+  so.cache_bytes = settings.storage_cache_bytes;
   if (settings.fault_injection) so.faults = ctx->faults = std::make_shared<storage::fault_injector>();
   ctx->db = storage::store::open(so, st);
   if (!ctx->db) {

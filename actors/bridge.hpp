@@ -87,6 +87,10 @@ struct node_settings {
   // has less free space than this; 0 = only when RocksDB reports it full.
   std::size_t storage_min_free_bytes = std::size_t{64} << 20;
   std::string storage_wal_recovery = "point-in-time";  // or "absolute-consistency"
+  // RocksDB's block cache, and the budget of the device states the shards
+  // keep in memory (split evenly between them; storage/batcher.hpp).
+  std::size_t storage_cache_bytes = std::size_t{128} << 20;
+  std::size_t storage_device_cache_bytes = std::size_t{512} << 20;
   std::size_t shards = 2;
   // The head (storage/batcher.hpp): readings a shard keeps in memory and in
   // its log before a checkpoint writes their chunks and rollups; and the

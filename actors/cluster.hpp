@@ -56,6 +56,7 @@ using ack_list = std::vector<std::pair<std::string, std::uint64_t>>;
 //   <- (reject_atom, std::string device, uint64_t count, std::string why)
 //   <- (refuse_atom, uint64_t shard, std::string why)
 //   <- (shard_up_atom, uint64_t shard, caf::actor)
+//   <- (shard_down_atom, uint64_t shard)     left down past supervisor.max-restarts
 //   <- (stop_atom) -> bool
 using owner_actor =
   caf::typed_actor<caf::replies_to<write_atom, std::vector<reading_batch>>::with<ack_list>,
@@ -64,6 +65,7 @@ using owner_actor =
                    caf::reacts_to<reject_atom, std::string, std::uint64_t, std::string>,
                    caf::reacts_to<refuse_atom, std::uint64_t, std::string>,
                    caf::reacts_to<shard_up_atom, std::uint64_t, caf::actor>,
+                   caf::reacts_to<shard_down_atom, std::uint64_t>,
                    caf::replies_to<stop_atom>::with<bool>>;
 
 // Each node's query endpoint: answers a GET of the query API from its own

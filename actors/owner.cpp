@@ -86,6 +86,26 @@ void settle(owner_ptr self) {
   }
 }
 
+// Answers `why` to every request still waiting at `shard` and forgets what
+// waits there: it will not be acked (storage refused it, or the shard is down
+// for good). The forwarders send it again later.
+void fail_shard(owner_ptr self, std::uint64_t shard, const std::string& why) {
+  auto& st = self->state;
+  for (auto i = st.requests.begin(); i != st.requests.end();) {
+    bool there = std::any_of(i->last_ticket.begin(), i->last_ticket.end(), [&](auto& x) {
+      return x.first == shard && st.acked[shard] < x.second;
+    });
+    if (!there) {
+      ++i;
+      continue;
+    }
+    i->promise.deliver(caf::make_error(caf::sec::request_receiver_down, why));
+    release(st, i->devices);
+    i = st.requests.erase(i);
+  }
+  st.window.drop(static_cast<std::size_t>(shard));
+}
+
 void write(owner_ptr self, std::vector<reading_batch>& batches,
            caf::typed_response_promise<ack_list> rp) {
   auto& st = self->state;
@@ -95,6 +115,13 @@ void write(owner_ptr self, std::vector<reading_batch>& batches,
                                "storage refuses writes: " + st.ctx->storage.reason()));
     return;
   }
+  for (auto& b : batches)
+    if (!b.empty() && st.ctx->shard_down[member_shard_of(b.device, st.name_hash, shards)].load()) {
+      rp.deliver(caf::make_error(caf::sec::request_receiver_down,
+                                 "the shard of " + b.device + " is down (failed past "
+                                 "supervisor.max-restarts)"));
+      return;
+    }
   owner_request r;
   r.promise = std::move(rp);
   for (auto& b : batches) {
@@ -170,20 +197,10 @@ owner_actor::behavior_type owner_actor_fn(owner_ptr self, context_ptr ctx, caf::
     },
     [=](refuse_atom, std::uint64_t shard, std::string& why) {
       // Storage refuses writes: whatever waits at that shard was dropped.
-      // The forwarders hear so and send it again later.
-      auto& st = self->state;
-      for (auto i = st.requests.begin(); i != st.requests.end();) {
-        bool there = std::any_of(i->last_ticket.begin(), i->last_ticket.end(),
-                                 [&](auto& x) { return x.first == shard && st.acked[shard] < x.second; });
-        if (!there) {
-          ++i;
-          continue;
-        }
-        i->promise.deliver(caf::make_error(caf::sec::request_receiver_down, why));
-        release(st, i->devices);
-        i = st.requests.erase(i);
-      }
-      st.window.drop(static_cast<std::size_t>(shard));
+      fail_shard(self, shard, why);
+    },
+    [=](shard_down_atom, std::uint64_t shard) {
+      fail_shard(self, shard, "shard " + std::to_string(shard) + " is down");
     },
     [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
       auto& st = self->state;

@@ -349,6 +349,14 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
         std::vector<std::uint64_t> need(n_shards);
         for (auto& b : frame->batches) need[route(b.device)] += b.size();
         for (std::size_t i = 0; i < need.size(); ++i)
+          if (need[i] > 0 && st.ctx->shard_down[i].load()) {
+            st.ctx->metrics.count_error(wire::error_code::overloaded);
+            answer_error(self, 503, wire::error_code::overloaded,
+                         "shard " + std::to_string(i) +
+                           " is down (failed past supervisor.max-restarts); nothing stored");
+            return;
+          }
+        for (std::size_t i = 0; i < need.size(); ++i)
           if (auto load = st.window.load(i);
               need[i] > 0 && load > 0 && load + need[i] > st.ctx->settings.batch_max_pending) {
             st.ctx->metrics.count_error(wire::error_code::overloaded);
@@ -390,6 +398,15 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
     },
     [=](shard_up_atom, std::uint64_t index, caf::actor& shard) {
       self->state.window.restarted(index, std::move(shard));
+    },
+    [=](shard_down_atom, std::uint64_t index) {
+      // Nothing of this body is acked past this point; what other shards
+      // stored is deduplicated by seq on a retry.
+      if (index >= self->state.window.shards() || !self->state.window.waiting_on(index)) return;
+      self->state.ctx->metrics.count_error(wire::error_code::overloaded);
+      answer_error(self, 503, wire::error_code::overloaded,
+                   "shard " + std::to_string(index) +
+                     " is down (failed past supervisor.max-restarts); retry after a restart");
     },
     [=](stop_atom) -> bool { return true; },  // node stopping (router asks every writer)
     [=](timeout_atom) {

@@ -84,6 +84,14 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
     if (window_.started()) window_.restarted(index, std::move(shard));
   }
 
+  // Shard `index` is down for good (past supervisor.max-restarts): what this
+  // connection has unacked there will never be answered. Refused like an
+  // overload, with the seq of the first reading not stored.
+  void shard_down(std::size_t index) {
+    if (shed_ || !window_.started() || !window_.waiting_on(index)) return;
+    refuse_down(index, window_.first_seq(index));
+  }
+
   void acked(std::uint64_t shard, const ack_list& acks, std::uint64_t ticket) {
     if (acks.size() == 1) {
       sink_->send_text(wire::encode_ack(acks[0].first, acks[0].second));
@@ -176,8 +184,18 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
     sink_->close(1013, "storage unavailable");
   }
 
-  // Refuses the frame's readings while storage refuses writes, or when a
-  // shard they go to is over batch.max-pending.
+  void refuse_down(std::size_t index, std::optional<std::uint64_t> seq) {
+    send_error(wire::error_code::overloaded,
+               "shard " + std::to_string(index) +
+                 " is down (failed past supervisor.max-restarts); nothing from this seq on was "
+                 "stored; the node needs a restart",
+               seq);
+    shed_ = true;
+    sink_->close(1013, "shard down");
+  }
+
+  // Refuses the frame's readings while storage refuses writes, when a shard
+  // they go to is down for good, or over batch.max-pending.
   bool admit(const wire::frame& f, const slot_router& route) {
     if (!ctx_->storage.writable()) {
       std::optional<std::uint64_t> seq;
@@ -197,6 +215,12 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
     for (auto& b : f.batches) {
       if (b.empty()) continue;
       auto i = route(b.device);
+      if (ctx_->shard_down[i].load(std::memory_order_relaxed)) {
+        auto seq = window_.first_seq(i);
+        if (!seq && b.rows.front().has_seq) seq = b.rows.front().seq;
+        refuse_down(i, seq);
+        return false;
+      }
       // An idle shard takes any frame, so one bigger than the limit still gets in.
       auto load = window_.load(i);
       if (load == 0 || load + b.size() <= limit) continue;
@@ -402,7 +426,13 @@ void handle_hello(session_ptr self, std::string device, int attempt = 0) {
     self->delayed_send(self, std::chrono::milliseconds(20), retry_atom::value, device, attempt);
     return;
   }
-  auto& shard = st.shards[shard_of(device, st.shards.size())];
+  auto index = shard_of(device, st.shards.size());
+  if (st.ctx->shard_down[index].load()) {
+    send_error(*st.ctx, *st.sink, wire::error_code::overloaded,
+               "the shard of " + device + " is down (failed past supervisor.max-restarts)");
+    return;
+  }
+  auto& shard = st.shards[index];
   self->request(shard, st.ctx->settings.query_timeout, last_seq_atom::value, device)
     .then(
       [=](std::uint64_t last_seq) {
@@ -459,6 +489,9 @@ caf::behavior session_actor(session_ptr self, context_ptr ctx, std::shared_ptr<s
       auto& st = self->state;
       if (index < st.shards.size()) st.shards[index] = shard;
       st.sink->post([p = st.path, index, shard]() mutable { p->restarted(index, std::move(shard)); });
+    },
+    [=](shard_down_atom, std::uint64_t index) {
+      self->state.sink->post([p = self->state.path, index] { p->shard_down(index); });
     },
     [=](stop_atom) { return true; },
     [=](update_atom, std::string& text) { self->state.sink->send_text(std::move(text)); },

@@ -226,7 +226,8 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
   st.delay = ctx->settings.batch_max_delay;
   st.batcher = std::make_unique<storage::batcher>(
     *ctx->db, static_cast<std::uint16_t>(index),
-    storage::head_options{ctx->settings.storage_head_max_readings});
+    storage::head_options{ctx->settings.storage_head_max_readings,
+                          ctx->settings.storage_device_cache_bytes / ctx->settings.shards});
   // A restart after a crash: what the old instance acked and had not yet
   // checkpointed is in its log.
   std::size_t replayed = 0;

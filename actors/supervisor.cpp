@@ -63,9 +63,14 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, cont
       st.restarts.pop_front();
     if (st.restarts.size() > st.ctx->settings.supervisor_max_restarts) {
       // Restarting in a loop helps nobody: report unhealthy and leave it down.
+      // Its writers are told (through the router) and admission refuses
+      // readings for it from now on: nothing waits on a handle that never answers.
       st.ctx->healthy = false;
-      spdlog::critical("supervisor: {} restarts within {} ms, node marked unhealthy",
-                       st.restarts.size(), st.ctx->settings.supervisor_window.count());
+      st.ctx->shard_down[index].store(true);
+      spdlog::critical("supervisor: {} restarts within {} ms, shard {} left down, node marked "
+                       "unhealthy; readings for its devices are refused (overloaded)",
+                       st.restarts.size(), st.ctx->settings.supervisor_window.count(), index);
+      self->send(st.router, shard_down_atom::value, static_cast<std::uint64_t>(index));
       return;
     }
     *i = spawn_shard(self->system(), st.ctx, index);
@@ -136,6 +141,9 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, context_ptr,
       if (index >= st.shards.size()) return;
       st.shards[index] = shard;
       for (auto& s : st.sessions) self->send(s, shard_up_atom::value, index, shard);
+    },
+    [=](shard_down_atom, std::uint64_t index) {
+      for (auto& s : self->state.sessions) self->send(s, shard_down_atom::value, index);
     },
     [=](join_atom, caf::actor& session) {
       self->monitor(session);

@@ -26,6 +26,13 @@
 #   7 cores: the node pinned to 1 core vs 2 cores (taskset), 100x100 and 1000x1
 #   8 recovery: restart after kill -9 of a node holding 10M readings; shard
 #     restart under the supervisor (debug.fault-injection)
+#   9 cardinality (bench/cardinality.py): CARD_DEVICES devices x 2 readings,
+#     POST bodies of 5,000 readings from 2 writers, side by side with InfluxDB
+#     fed the same as line protocol (its max-values-per-tag and
+#     max-series-per-database set to 0 so that it takes every series), and
+#     over WebSocket (100 connections, array frames of 5,000 readings of as
+#     many devices); node RSS, fleet aggregates over every device and over a
+#     prefix of 10,000, device pages, restart time
 #
 # Needs a build (build/, or PULSE_BUILD_DIR): pulse-node, pulse-sim,
 # pulse-loadgen. Runs bench/baseline/setup.sh (influxdb, npm ws) when the
@@ -38,6 +45,7 @@
 # apart; 1000 gives 2,592,000 one-second readings), FLEET_DEVICES [10000],
 # FLEET_SECONDS [3600], FLEET_INFLUX [0] (1: load the fleet into InfluxDB
 # too) (5), BIG_N [100000000] (6), RECOVERY_N [10000000] (8),
+# CARD_DEVICES ["100000 1000000"] (9),
 # PULSE_NODE_CONFIG [configs/pulse-node.ini].
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +57,7 @@ usage() {
 }
 
 runs=${RUNS:-3}
-only=1,2,3,4,5,6,7,8
+only=1,2,3,4,5,6,7,8,9
 big=0
 out=""
 argv_text="bench/run.sh${*:+ $*}"
@@ -68,7 +76,7 @@ while (($#)); do
   esac
 done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --runs must be a positive integer" >&2; exit 2; }
-[[ $only =~ ^[1-8](,[1-8])*$ ]] || { echo "run.sh: --only takes scenario numbers 1-8, e.g. 1,3,5" >&2; exit 2; }
+[[ $only =~ ^[1-9](,[1-9])*$ ]] || { echo "run.sh: --only takes scenario numbers 1-9, e.g. 1,3,5" >&2; exit 2; }
 selected() { [[ ,$only, == *,$1,* ]]; }
 
 MEASURE=${MEASURE:-8}
@@ -88,6 +96,7 @@ FLEET_SECONDS=${FLEET_SECONDS:-3600}
 FLEET_INFLUX=${FLEET_INFLUX:-0}
 BIG_N=${BIG_N:-100000000}
 RECOVERY_N=${RECOVERY_N:-10000000}
+CARD_DEVICES=${CARD_DEVICES:-100000 1000000}
 START_MS=1767225600000               # 2026-01-01T00:00:00Z, query_bench.py's default
 THIRTY_DAYS_MS=2592000000
 LONG_READINGS=$((THIRTY_DAYS_MS / LONG_INTERVAL_MS))
@@ -105,7 +114,7 @@ done
 for c in jq python3 curl taskset /usr/bin/time; do
   command -v "$c" >/dev/null || { echo "run.sh: $c is needed" >&2; exit 1; }
 done
-if selected 1 || selected 3 || selected 4 || selected 5; then
+if selected 1 || selected 3 || selected 4 || selected 5 || selected 9; then
   if ! command -v influxd >/dev/null || ! command -v node >/dev/null || [[ ! -d bench/baseline/node_modules/ws ]]; then
     echo "run.sh: the baseline stack is missing: running bench/baseline/setup.sh"
     bench/baseline/setup.sh
@@ -438,6 +447,7 @@ title = {
     6: "6. Growth and on-disk size",
     7: "7. Cores: the node pinned to 1 core vs 2 cores",
     8: "8. Recovery",
+    9: "9. Cardinality: " + ", ".join(f"{n:,}" for n in sorted({r["devices"] for r in R})) + " devices",
 }[scen]
 w(f"## {title}\n")
 
@@ -698,6 +708,39 @@ elif scen == 8:
         if first:
             w(f"In {first} of {len(rec)} runs the shard was back at the first poll (a GET /metrics and a "
               f"GET /readyz right after the crash was answered): the shard-crash times are then upper bounds.")
+    w("")
+
+if scen == 9:
+    w(f"Cardinality: every device sends 2 readings (voltage, current) one pass after the other, "
+      f"as JSON arrays of 5,000 readings POSTed by 2 writers (each waits for its 200), then "
+      f"the same readings as line protocol to a fresh InfluxDB 1.6 (max-values-per-tag and "
+      f"max-series-per-database set to 0, so that it takes every series; Pulse's figures come "
+      f"first, on an idle InfluxDB). WebSocket: 100 connections, array frames of 5,000 readings "
+      f"of as many devices, each frame's acks awaited before the next. Rates from first send to "
+      f"last answer; node CPU = utime+stime of pulse-node over the load / readings; RSS after "
+      f"the load. Queries on the loaded node, medians: a fleet aggregate over every device for "
+      f"the hour (step 1h), over the prefix c000 (10,000 devices), pages of 1,000 from "
+      f"/api/v1/devices at the start, middle and end of the list. Restart: exec of a node on the "
+      f"loaded directory to its listening line. Medians of {RUNS}.\n")
+    w("| devices | Pulse POST readings/s | InfluxDB points/s | ratio | Pulse WebSocket readings/s | node CPU us/reading POST / WS | node RSS MiB POST / WS | fleet all ms | prefix 10k ms | page ms (worst of 3) | restart ms |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in sorted({r["devices"] for r in R}):
+        p, q = sel(kind="post", devices=n), sel(kind="ws", devices=n)
+        pages = [max(v["ms"] for v in r["queries"]["device_pages"].values()) for r in p if r.get("queries")]
+        def m(rs, k, fmt=lambda x: f"{x:,.0f}"):
+            v = med(rs, k)
+            return fmt(v) if v is not None else "n/a"
+        w(f"| {n:,} | {m(p, 'pulse.readings_per_s')} | {m(p, 'influx.points_per_s')} | {m(p, 'ratio', lambda x: f'{x:.2f}x')} | "
+          f"{m(q, 'pulse.readings_per_s')} | {m(p, 'pulse.cpu_us_per_reading', lambda x: f'{x:.1f}')} / {m(q, 'pulse.cpu_us_per_reading', lambda x: f'{x:.1f}')} | "
+          f"{m(p, 'pulse.rss_bytes', lambda x: f'{x / 1048576:,.0f}')} / {m(q, 'pulse.rss_bytes', lambda x: f'{x / 1048576:,.0f}')} | "
+          f"{m(p, 'queries.fleet_all_ms', lambda x: f'{x:,.1f}')} | {m(p, 'queries.fleet_prefix_10k_ms', lambda x: f'{x:.1f}')} | "
+          f"{(f'{statistics.median(pages):.1f}' if pages else 'n/a')} | {m(p, 'restart_ms')} |")
+    w("\nTargets (issue 13, 1,000,000 devices): >= 300,000 readings/s; >= 2x InfluxDB at 100,000 devices; "
+      "RSS <= 1.5 GiB; fleet over all <= 1 s; prefix of 10,000 <= 20 ms; pages <= 20 ms; restart <= 10 s.")
+    fails = [r for r in R if r.get("pulse", {}).get("failures") or r.get("influx", {}).get("failures")]
+    for r in fails:
+        w(f"\nRun {r['run']} ({r['kind']}, {r['devices']:,}): failures: Pulse {r['pulse'].get('failures')} "
+          f"{r['pulse'].get('first_failure', '')} InfluxDB {r.get('influx', {}).get('failures')} {r.get('influx', {}).get('first_failure', '')}")
     w("")
 
 cmds = os.path.join(work, f"cmds.{scen}")
@@ -1176,6 +1219,58 @@ scenario_8() {
   done
 }
 
+scenario_9() {
+  local n d res ires mode addr t0 t1
+  for n in $CARD_DEVICES; do
+    for RUN in $(seq "$runs"); do
+      # POST, with a fresh InfluxDB fed the same readings after Pulse.
+      d=$work/s9/$n-$RUN
+      node_start 9 "$d" || continue
+      mkdir -p "$d/influx"
+      echo "$d/influx" >>"$work/influx.dirs"
+      local iport
+      iport=$(free_port)
+      local ipid
+      ipid=$(INFLUX_MAX_VALUES_PER_TAG=0 INFLUX_MAX_SERIES=0 bench/baseline/influx.sh start "$d/influx" "$iport") ||
+        { note "scenario 9: influxd did not start"; node_stop 9 "$n post" "$d"; continue; }
+      logline 9 "INFLUX_MAX_VALUES_PER_TAG=0 INFLUX_MAX_SERIES=0 bench/baseline/influx.sh start $d/influx $iport"
+      res=$(python3 bench/cardinality.py --node "$NODE_ADDR" --node-pid "$NODE_PID" --devices "$n" \
+        --influx "127.0.0.1:$iport" --influx-pid "$ipid" --json 2>"$work/card.err") ||
+        note "scenario 9 ($n devices, POST, run $RUN): $(tail -n 2 "$work/card.err" | tr '\n' '|') $(head -c 300 <<<"$res")"
+      logcmd 9 python3 bench/cardinality.py --node "$NODE_ADDR" --node-pid "$NODE_PID" --devices "$n" \
+        --influx "127.0.0.1:$iport" --influx-pid "$ipid" --json
+      bench/baseline/influx.sh stop "$d/influx" >/dev/null 2>&1 || true
+      # Restart on the loaded store: exec to the listening line.
+      node_stop 9 "$n post" "$d"
+      t0=$(date +%s%N)
+      start_pulse_node "$d" || { note "scenario 9: the node did not start again on $n devices"; continue; }
+      t1=$(date +%s%N)
+      logline 9 "# restart: the same command on the same directory, timed from exec to its listening line"
+      if jq -e . >/dev/null 2>&1 <<<"$res"; then
+        record "{\"s\":9,\"kind\":\"post\",\"devices\":$n,\"run\":$RUN}" \
+          "$(jq -c --argjson ms "$(((t1 - t0) / 1000000))" '. + {restart_ms: $ms}' <<<"$res")"
+        jq -r '"  \(.devices) devices, POST: Pulse \(.pulse.readings_per_s) readings/s (\(.pulse.cpu_us_per_reading) us/reading, RSS \(.pulse.rss_bytes / 1048576 | floor) MiB), InfluxDB \(.influx.points_per_s) points/s; fleet \(.queries.fleet_all_ms) ms, prefix 10k \(.queries.fleet_prefix_10k_ms) ms; restart \(.restart_ms) ms"' <<<"$(tail -n 1 "$raw")"
+      fi
+      node_stop 9 "$n restart" "$d"
+      rm -rf "$d"
+      # WebSocket: 100 connections, Pulse only.
+      d=$work/s9/$n-$RUN-ws
+      node_start 9 "$d" || continue
+      res=$(python3 bench/cardinality.py --node "$NODE_ADDR" --node-pid "$NODE_PID" --devices "$n" --ws \
+        --connections 100 --no-queries --json 2>"$work/card.err") ||
+        note "scenario 9 ($n devices, WebSocket, run $RUN): $(tail -n 2 "$work/card.err" | tr '\n' '|') $(head -c 300 <<<"$res")"
+      logcmd 9 python3 bench/cardinality.py --node "$NODE_ADDR" --node-pid "$NODE_PID" --devices "$n" --ws \
+        --connections 100 --no-queries --json
+      if jq -e . >/dev/null 2>&1 <<<"$res"; then
+        record "{\"s\":9,\"kind\":\"ws\",\"devices\":$n,\"run\":$RUN}" "$res"
+        jq -r '"  \(.devices) devices, WebSocket: \(.pulse.readings_per_s) readings/s (\(.pulse.cpu_us_per_reading) us/reading, RSS \(.pulse.rss_bytes / 1048576 | floor) MiB)"' <<<"$res"
+      fi
+      node_stop 9 "$n ws" "$d"
+      rm -rf "$d"
+    done
+  done
+}
+
 # --- main ---------------------------------------------------------------------
 
 t_start=$SECONDS
@@ -1187,7 +1282,7 @@ dirty=${dirty% }
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 env_over=$(for v in RUNS MEASURE WARMUP SIM_DURATION CORES_MEASURE HOLD_CONNECTIONS HOLD_SECONDS Q_DEVICES Q_SECONDS \
-  Q_N Q_CLIENTS Q_CLIENTS_N LONG_INTERVAL_MS FLEET_DEVICES FLEET_SECONDS FLEET_INFLUX BIG_N RECOVERY_N \
+  Q_N Q_CLIENTS Q_CLIENTS_N LONG_INTERVAL_MS FLEET_DEVICES FLEET_SECONDS FLEET_INFLUX BIG_N RECOVERY_N CARD_DEVICES \
   PULSE_BUILD_DIR PULSE_NODE_CONFIG; do
   if printenv "$v" >/dev/null; then printf '%s=%s ' "$v" "${!v}"; fi
 done)
@@ -1197,7 +1292,7 @@ say "machine: nproc $(nproc), load average $load_start, kernel $(uname -r)"
 [[ -n $stale ]] && say "warning: newer than $ORIG_BUILD/node/pulse-node (the build may be stale): $stale"
 
 status=0
-for s in 1 2 3 4 5 6 7 8; do
+for s in 1 2 3 4 5 6 7 8 9; do
   selected "$s" || continue
   say ""
   say "=== scenario $s ($(date +%T)) ==="
@@ -1242,7 +1337,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "The load generator, the simulator and the baseline run on the same machine as the node,"
   echo "which is shared with other work (see the load average): compare figures within one file."
   echo
-  for s in 1 2 3 4 5 6 7 8; do
+  for s in 1 2 3 4 5 6 7 8 9; do
     [[ -f $work/section.$s.md ]] && { cat "$work/section.$s.md"; echo; }
   done
   echo "## Problems seen"

@@ -101,6 +101,11 @@ node_config::node_config() {
     .add(settings.storage_sync, "sync", "fsync every flush (survives power loss)")
     .add(settings.storage_min_free_bytes, "min-free-bytes",
          "refuse writes (storage_unavailable) while the file system has less free space; 0 = off")
+    .add(settings.storage_cache_bytes, "cache-bytes",
+         "RocksDB block cache in bytes (data blocks; index and filter blocks of rollups and readings)")
+    .add(settings.storage_device_cache_bytes, "device-cache-bytes",
+         "memory for device states (last_seq, dictionary, latest values), split between the shards; "
+         "least recently used devices are dropped past it and read back when they send")
     .add(settings.storage_wal_recovery, "wal-recovery",
          "point-in-time (replay the WAL up to a damaged tail) or absolute-consistency (refuse to start)")
     .add(settings.shards, "shards", "shard (batcher) actors, each with its own thread")
@@ -222,6 +227,10 @@ std::string node_config::validate() const {
       settings.storage_wal_recovery != "absolute-consistency")
     return "storage.wal-recovery must be point-in-time or absolute-consistency";
   if (!positive(settings.shards) || settings.shards > 256) return "storage.shards must be 1..256";
+  if (settings.storage_cache_bytes < (std::size_t{1} << 20))
+    return "storage.cache-bytes must be at least 1048576 (1 MiB)";
+  if (settings.storage_device_cache_bytes < 65536)
+    return "storage.device-cache-bytes must be at least 65536";
   if (head_max_age.count() <= 0) return "storage.head-max-age must be positive";
   std::int64_t keep = 0, keep_rollups = 0;
   if (!retention_ms(retention, keep))

@@ -16,17 +16,15 @@ namespace pulse::storage {
 
 namespace {
 
-// Rollup rows not touched in this many flushes leave the cache; a late
-// reading for them costs one Get (read-through), never a wrong answer.
+// Rollup rows not touched in this many flushes leave the cache; a later
+// reading for them adds a Merge operand instead of the whole row.
 constexpr std::uint64_t rollup_cache_keep_flushes = 32;
 // Hard bound on cached rollup rows (2 per active device: minute and hour).
 constexpr std::size_t rollup_cache_max_rows = 200'000;
-// Device states (dictionary, latest values, last_seq) idle this long are
-// dropped and reloaded from `meta` on their next reading.
-constexpr std::uint64_t device_cache_keep_flushes = 4096;
-constexpr std::size_t device_cache_max = 100'000;
-// How often (in flushes) the caches are swept when under their bounds.
+// How often (in flushes) the rollup cache is swept when under its bound.
 constexpr std::uint64_t sweep_every_flushes = 16;
+// Dictionaries up to this size are searched linearly (no map per device).
+constexpr std::size_t linear_dictionary = 16;
 
 constexpr std::uint32_t unmapped = UINT32_MAX;
 
@@ -39,7 +37,13 @@ struct batcher::impl {
   struct device_state {
     std::string id;
     meta_record rec;
-    std::unordered_map<std::string, std::uint32_t> ids;  // dictionary name -> id
+    // Dictionary name -> id, only for dictionaries over linear_dictionary.
+    std::unique_ptr<std::unordered_map<std::string, std::uint32_t>> ids;
+    // Every rollup row of this device on disk is for a ts <= disk_max_ts
+    // (-1: none): a bucket after it has no stored row, so its row can be
+    // written whole without reading anything.
+    std::int64_t disk_max_ts = -1;
+    std::size_t bytes = 0;  // footprint counted in the device cache
     bool has_record = false;        // a meta record is stored (so readings are too)
     bool seen_any = false;          // some seq is stored or buffered: seq 0 is taken
     std::uint64_t highest_seq = 0;  // highest seq stored or buffered
@@ -99,7 +103,9 @@ struct batcher::impl {
 
   std::vector<std::unique_ptr<device_state>> slots_;
   std::vector<std::uint32_t> free_slots_;
-  std::unordered_map<std::string, std::uint32_t> index_;
+  std::unordered_map<std::string_view, std::uint32_t> index_;  // keys view device_state::id
+  std::size_t state_bytes_ = 0;  // footprint of the device states held
+  std::uint64_t evicted_ = 0;    // device states dropped over the budget, ever
   std::vector<std::uint32_t> dirty_;
 
   // The buffer, shared by all devices so that capacity is reused across
@@ -127,6 +133,9 @@ struct batcher::impl {
   // installs a newer record over it anyway).
   device_state* touch(const std::string& device, std::uint32_t& slot, status& st,
                       bool load = true);
+  void index_dictionary(device_state& d);
+  static std::size_t footprint(const device_state& d);
+  void recount(device_state& d);
   std::uint32_t metric_id(device_state& d, const std::string& name);
   status add_rollup(resolution res, std::uint32_t bucket, const device_state& d,
                     const rollup_row& partial);
@@ -140,6 +149,7 @@ struct batcher::impl {
   status ensure_recovered();
   void reset();
   void sweep();
+  void evict_states();
 };
 
 batcher::impl::device_state* batcher::impl::touch(const std::string& device, std::uint32_t& slot,
@@ -163,8 +173,8 @@ batcher::impl::device_state* batcher::impl::touch(const std::string& device, std
     d->seen_any = true;
     d->first_seen_set = true;
     d->highest_seq = d->rec.last_seq;
-    d->ids.reserve(d->rec.metrics.size());
-    for (std::uint32_t k = 0; k < d->rec.metrics.size(); ++k) d->ids.emplace(d->rec.metrics[k], k);
+    d->disk_max_ts = d->rec.latest_ts;
+    index_dictionary(*d);
   }
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -174,38 +184,78 @@ batcher::impl::device_state* batcher::impl::touch(const std::string& device, std
     slot = static_cast<std::uint32_t>(slots_.size());
     slots_.push_back(std::move(d));
   }
-  index_.emplace(device, slot);
-  return slots_[slot].get();
+  auto* state = slots_[slot].get();
+  index_.emplace(std::string_view(state->id), slot);
+  recount(*state);
+  return state;
+}
+
+void batcher::impl::index_dictionary(device_state& d) {
+  d.ids.reset();
+  if (d.rec.metrics.size() <= linear_dictionary) return;
+  d.ids = std::make_unique<std::unordered_map<std::string, std::uint32_t>>();
+  d.ids->reserve(d.rec.metrics.size());
+  for (std::uint32_t k = 0; k < d.rec.metrics.size(); ++k) d.ids->emplace(d.rec.metrics[k], k);
+}
+
+// What a device state costs in memory, roughly (allocator overhead aside):
+// the state, its strings and vectors, and its index entry.
+std::size_t batcher::impl::footprint(const device_state& d) {
+  std::size_t n = sizeof(device_state) + 64 + d.id.capacity() + d.rec.meta.capacity() +
+                  d.rec.metrics.capacity() * sizeof(std::string) +
+                  d.rec.latest.capacity() * sizeof(chunk_value);
+  for (const auto& m : d.rec.metrics) n += m.capacity() > 15 ? m.capacity() + 1 : 0;
+  if (d.ids) n += d.ids->size() * 64;
+  return n;
+}
+
+void batcher::impl::recount(device_state& d) {
+  auto n = footprint(d);
+  state_bytes_ += n - d.bytes;
+  d.bytes = n;
 }
 
 std::uint32_t batcher::impl::metric_id(device_state& d, const std::string& name) {
-  auto i = d.ids.find(name);
-  if (i != d.ids.end()) return i->second;
+  if (d.ids) {
+    auto i = d.ids->find(name);
+    if (i != d.ids->end()) return i->second;
+  } else {
+    for (std::size_t k = 0; k < d.rec.metrics.size(); ++k)
+      if (d.rec.metrics[k] == name) return static_cast<std::uint32_t>(k);
+  }
   if (d.rec.metrics.size() >= max_metrics_per_device || !valid_metric_name(name)) return unmapped;
   auto id = static_cast<std::uint32_t>(d.rec.metrics.size());
   d.rec.metrics.push_back(name);
-  d.ids.emplace(name, id);
+  if (d.ids)
+    d.ids->emplace(name, id);
+  else if (d.rec.metrics.size() > linear_dictionary)
+    index_dictionary(d);
   return id;
 }
 
-// Merges `partial` into the cached row (reading it from disk on a miss, so
-// late data and restarts stay exact) and puts the merged row in the batch.
+// Adds `partial` to the device's row of `bucket` without reading anything:
+// a cached row (known whole) gets it merged and is Put whole; a bucket after
+// everything the device has on disk starts a cached row; any other bucket
+// (late data, or a row that left the cache) gets `partial` as a Merge
+// operand, which the `rollups` merge operator (rollup_merge.hpp) folds into
+// the stored row when it is read or compacted.
 status batcher::impl::add_rollup(resolution res, std::uint32_t bucket, const device_state& d,
                                  const rollup_row& partial) {
   key_.clear();
   append_rollup_key(key_, res, bucket, d.id);
   auto it = rollups_.find(key_);
   if (it == rollups_.end()) {
-    cached_rollup c;
-    rocksdb::PinnableSlice v;
-    auto s = db_.db()->Get(rocksdb::ReadOptions(), db_.rollups_cf(), key_, &v);
-    if (s.ok()) {
-      if (!decode_rollup_row(std::string_view(v.data(), v.size()), c.row))
-        return status::error("corrupt rollup row of device " + d.id);
-    } else if (!s.IsNotFound()) {
-      return status::error("rollup read failed: " + s.ToString());
+    bool nothing_stored =
+      d.disk_max_ts < 0 || bucket > (res == resolution::minute ? minute_bucket(d.disk_max_ts)
+                                                               : hour_bucket(d.disk_max_ts));
+    if (!nothing_stored) {
+      value_.clear();
+      encode_rollup_row(partial, value_);
+      auto s = batch_.Merge(db_.rollups_cf(), key_, value_);
+      if (!s.ok()) return status::error("WriteBatch merge failed: " + s.ToString());
+      return status::success();
     }
-    it = rollups_.emplace(key_, std::move(c)).first;
+    it = rollups_.emplace(key_, cached_rollup{}).first;
   }
   it->second.touched = generation_;
   it->second.row.merge(partial);
@@ -382,6 +432,8 @@ status batcher::impl::checkpoint(flush_stats& stats) {
     d.in_head = false;
     d.meta_changed = false;
     d.row_begin = d.row_end = 0;
+    if (d.has_record) d.disk_max_ts = std::max(d.disk_max_ts, d.rec.latest_ts);
+    recount(d);
   }
   head_.clear();
   rows_.clear();
@@ -427,8 +479,9 @@ status batcher::impl::recover(std::size_t& replayed) {
       auto* d = touch(std::string(s.device), slot, st, false);
       if (!d) return good = false;
       d->rec = rec;
-      d->ids.clear();
-      for (std::uint32_t i = 0; i < d->rec.metrics.size(); ++i) d->ids.emplace(d->rec.metrics[i], i);
+      index_dictionary(*d);
+      // The record is as of this log record, so it covers whatever is stored.
+      d->disk_max_ts = std::max(d->disk_max_ts, d->rec.latest_ts);
       d->highest_seq = std::max(d->highest_seq, d->rec.last_seq);
       d->seen_any = d->has_record = d->first_seen_set = true;
       d->meta_changed = true;  // the checkpoint writes the record even without rows
@@ -473,6 +526,7 @@ void batcher::impl::reset() {
   slots_.clear();
   free_slots_.clear();
   index_.clear();
+  state_bytes_ = 0;
   dirty_.clear();
   rows_.clear();
   values_.clear();
@@ -483,8 +537,8 @@ void batcher::impl::reset() {
   batch_.Clear();
 }
 
-// Drops cold cache entries. Runs after a successful flush, when no device
-// has buffered data, so any device state may go.
+// Drops cold cache entries. Runs after a successful checkpoint, when no
+// device has buffered data, so any device state may go.
 void batcher::impl::sweep() {
   bool periodic = generation_ % sweep_every_flushes == 0;
   if (periodic || rollups_.size() > rollup_cache_max_rows) {
@@ -494,18 +548,27 @@ void batcher::impl::sweep() {
     // Still too big: one flush touched more rows than the bound; keep none.
     if (rollups_.size() > rollup_cache_max_rows) rollups_.clear();
   }
-  if (periodic || index_.size() > device_cache_max) {
-    auto keep = index_.size() > device_cache_max ? 1 : device_cache_keep_flushes;
-    for (auto it = index_.begin(); it != index_.end();) {
-      auto slot = it->second;
-      if (slots_[slot]->touched + keep < generation_) {
-        slots_[slot].reset();
-        free_slots_.push_back(slot);
-        it = index_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+  if (state_bytes_ > opts_.device_cache_bytes) evict_states();
+}
+
+// Over the device cache budget: drops the least recently used states until
+// they hold 3/4 of it (so this runs once per quarter of the budget churned,
+// not every checkpoint). A dropped device is read back from `meta` (one Get)
+// when it sends again.
+void batcher::impl::evict_states() {
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> order;  // (touched, slot)
+  order.reserve(index_.size());
+  for (const auto& [id, slot] : index_) order.emplace_back(slots_[slot]->touched, slot);
+  std::sort(order.begin(), order.end());
+  const auto target = opts_.device_cache_bytes / 4 * 3;
+  for (const auto& [touched, slot] : order) {
+    if (state_bytes_ <= target) break;
+    auto& d = slots_[slot];
+    state_bytes_ -= d->bytes;
+    index_.erase(std::string_view(d->id));
+    d.reset();
+    free_slots_.push_back(slot);
+    ++evicted_;
   }
 }
 
@@ -644,6 +707,10 @@ add_result batcher::add(std::uint64_t owner, const reading_batch& b, std::int64_
 
 std::size_t batcher::pending() const { return impl_->pending_; }
 
+cache_stats batcher::cache() const {
+  return {impl_->index_.size(), impl_->state_bytes_, impl_->evicted_, impl_->rollups_.size()};
+}
+
 status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats, bool checkpoint) {
   auto& m = *impl_;
   acks.clear();
@@ -656,7 +723,7 @@ status batcher::flush(std::vector<ack_entry>& acks, flush_stats& stats, bool che
   if (m.dirty_.empty() && !want_checkpoint) {
     // Nothing buffered, but adds whose readings were all rejected may still
     // have loaded device states.
-    if (m.index_.size() > device_cache_max && m.head_.empty()) m.sweep();
+    if (m.state_bytes_ > m.opts_.device_cache_bytes && m.head_.empty()) m.evict_states();
     return status::success();
   }
   ++m.generation_;

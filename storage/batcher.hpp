@@ -62,6 +62,18 @@ struct head_options {
   // Readings the head may hold before a flush checkpoints it; 0 = no head
   // (every flush writes chunks, rollup rows and meta records directly).
   std::size_t max_readings = 0;
+  // Budget for the device states the batcher keeps in memory (last_seq,
+  // dictionary, latest values, meta): over it, the least recently used are
+  // dropped after a checkpoint and read back from `meta` when they send again.
+  std::size_t device_cache_bytes = 256 << 20;
+};
+
+// What a batcher holds in memory, for metrics and tests.
+struct cache_stats {
+  std::size_t devices = 0;        // device states held
+  std::size_t device_bytes = 0;   // their footprint (counted against the budget)
+  std::uint64_t evicted = 0;      // device states dropped over the budget, ever
+  std::size_t rollup_rows = 0;    // cached rollup rows
 };
 
 class batcher {
@@ -104,6 +116,8 @@ class batcher {
   // was acked), and with it the in-memory head: the next call replays the
   // head from the log.
   void abandon();
+
+  cache_stats cache() const;
 
   // Highest seq durably stored (or buffered) for a device, loading it from
   // disk if needed. 0 if none.

@@ -78,6 +78,33 @@ bool decode_meta(std::string_view data, meta_record& out) {
   return true;
 }
 
+bool decode_meta_summary(std::string_view data, std::string_view metric, meta_summary& out) {
+  out = meta_summary{};
+  codec::reader r(data);
+  std::uint8_t version;
+  std::uint64_t skip, n;
+  if (!r.get_u8(version) || version != meta_version || !r.get_varint(skip) ||
+      !r.get_varint(skip) || !r.get_varint(skip) || !r.get_varint(n))
+    return false;
+  if (n > max_metrics_per_device || n > r.remaining() / 2) return false;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    std::string_view name;
+    if (!r.get_bytes(name, max_metric_name_len)) return false;
+    if (!out.found && name == metric) {
+      out.found = true;
+      out.id = static_cast<std::uint32_t>(i);
+    }
+  }
+  std::string_view meta;
+  std::uint64_t earliest, latest_ts;
+  if (!r.get_bytes(meta, max_meta_json_len) || !r.get_varint(earliest) || !r.get_varint(latest_ts))
+    return false;
+  if (earliest > latest_ts || latest_ts > static_cast<std::uint64_t>(max_ts)) return false;
+  out.earliest_ts = static_cast<std::int64_t>(earliest);
+  out.latest_ts = static_cast<std::int64_t>(latest_ts);
+  return true;
+}
+
 device_record to_device_record(std::string_view device, const meta_record& rec) {
   device_record d;
   d.id.assign(device);

@@ -53,6 +53,17 @@ void encode_meta(const meta_record& rec, std::string& out);
 // dictionary or earliest_ts after latest_ts).
 bool decode_meta(std::string_view data, meta_record& out);
 
+// What a fleet query needs of a meta record, read without building it: the
+// id of `metric` in the dictionary (found false if absent) and the stored ts
+// range. False on malformed input (as decode_meta would be).
+struct meta_summary {
+  bool found = false;
+  std::uint32_t id = 0;
+  std::int64_t earliest_ts = 0;
+  std::int64_t latest_ts = 0;
+};
+bool decode_meta_summary(std::string_view data, std::string_view metric, meta_summary& out);
+
 device_record to_device_record(std::string_view device, const meta_record& rec);
 
 // Reads the meta record of `device`. Sets `found`; an I/O error or a corrupt

@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 
 #include "storage/chunk.hpp"
@@ -294,22 +295,17 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
   std::map<std::string, head_device, std::less<>> head;
   if (auto st = read_head_devices(db, reader.options(), prefix, head); !st) return st;
 
-  // Every device of the prefix with the metric: its record (the head's when
-  // newer) and the metric's id in its dictionary.
+  // Every device of the prefix with the metric: the metric's id in its
+  // dictionary and its stored ts range (the head's record when newer). Meta
+  // records are only skimmed for these (decode_meta_summary): a fleet of a
+  // million devices is a million records.
   struct member {
-    meta_record rec;
+    std::string device;
     std::uint32_t id = 0;
+    std::int64_t earliest_ts = 0, latest_ts = 0;
     const head_device* head = nullptr;
   };
-  std::map<std::string, member, std::less<>> members;
-  auto consider = [&](std::string_view device, meta_record&& rec, const head_device* h) {
-    auto i = std::find(rec.metrics.begin(), rec.metrics.end(), metric);
-    if (i == rec.metrics.end()) return;
-    auto& m = members[std::string(device)];
-    m.id = static_cast<std::uint32_t>(i - rec.metrics.begin());
-    m.rec = std::move(rec);
-    m.head = h;
-  };
+  std::vector<member> members;  // in id order
   {
     std::string lower;
     append_meta_key(lower, prefix);
@@ -318,28 +314,41 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
     rocksdb::Slice upper_slice(upper);
     if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
     std::unique_ptr<rocksdb::Iterator> it(db.db()->NewIterator(ro, db.meta_cf()));
-    meta_record rec;
+    meta_summary sum;
     for (it->Seek(lower); it->Valid(); it->Next()) {
       std::string_view device;
       auto k = it->key();
       if (!decode_meta_key(std::string_view(k.data(), k.size()), device)) continue;
-      if (auto h = head.find(device); h != head.end()) continue;  // taken from the head below
+      if (head.count(device)) continue;  // taken from the head below
       auto v = it->value();
-      if (!decode_meta(std::string_view(v.data(), v.size()), rec))
+      if (!decode_meta_summary(std::string_view(v.data(), v.size()), metric, sum))
         return status::error("corrupt meta record for device " + std::string(device));
-      consider(device, std::move(rec), nullptr);
+      if (sum.found)
+        members.push_back(member{std::string(device), sum.id, sum.earliest_ts, sum.latest_ts, nullptr});
     }
     if (auto s = it->status(); !s.ok()) return status::error("listing devices failed: " + s.ToString());
+    std::vector<member> from_head;
     for (auto& [device, h] : head) {
-      auto rec = h.rec;
-      consider(device, std::move(rec), &h);
+      const auto& m = h.rec.metrics;
+      auto at = std::find(m.begin(), m.end(), metric);
+      if (at == m.end()) continue;
+      from_head.push_back(member{device, static_cast<std::uint32_t>(at - m.begin()),
+                                 h.rec.earliest_ts, h.rec.latest_ts, &h});
+    }
+    if (!from_head.empty()) {
+      auto mid = members.size();
+      members.insert(members.end(), std::make_move_iterator(from_head.begin()),
+                     std::make_move_iterator(from_head.end()));
+      std::inplace_merge(members.begin(), members.begin() + static_cast<std::ptrdiff_t>(mid),
+                         members.end(),
+                         [](const member& a, const member& b) { return a.device < b.device; });
     }
   }
   auto target = [&](const std::string& device) -> std::map<std::int64_t, aggregate>& {
     return group ? groups[device] : merged;
   };
-  for (auto& [device, m] : members)
-    if (m.head) add_raw(m.head->rows, m.id, from, to, step_ms, target(device));
+  for (const auto& m : members)
+    if (m.head) add_raw(m.head->rows, m.id, from, to, step_ms, target(m.device));
 
   // Rollup rows bucket-major: one range of keys holds every device's rows of
   // the window, whenever each row lies inside one bucket and the window.
@@ -362,28 +371,78 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
     std::unique_ptr<rocksdb::Iterator> it(db.db()->NewIterator(ro, db.rollups_cf()));
     rollup_row row;
     rollup_key_parts parts;
-    for (it->Seek(lower); it->Valid(); it->Next()) {
+    // A prefix is a skip scan: within a bucket, keys are ordered by (id
+    // length, id), so the prefix's devices of each length are one range;
+    // a key outside it seeks straight to the next such range.
+    std::string seek_key;
+    auto seek = [&](std::uint32_t bucket, std::size_t len) {
+      seek_key.assign(1, static_cast<char>(res));
+      codec::put_u32_be(seek_key, bucket);
+      seek_key.push_back(static_cast<char>(len));
+      seek_key.append(prefix.data(), prefix.size());
+      it->Seek(seek_key);
+    };
+    const std::size_t plen = std::max<std::size_t>(prefix.size(), 1);
+    // Members in rollup key order, (length, id), so that each bucket's keys
+    // meet them in order: a cursor that only moves forward, no lookups.
+    auto shorter = [](const member& a, const member& b) { return a.device.size() < b.device.size(); };
+    if (!std::is_sorted(members.begin(), members.end(), shorter))  // ids of one length: already so
+      std::stable_sort(members.begin(), members.end(), shorter);
+    auto key_less = [](const member& m, std::string_view d) {
+      return m.device.size() != d.size() ? m.device.size() < d.size() : std::string_view(m.device) < d;
+    };
+    std::size_t cursor = 0;
+    std::uint32_t cursor_bucket = 0;
+    it->Seek(lower);
+    while (it->Valid()) {
       auto k = it->key();
-      if (!decode_rollup_key(std::string_view(k.data(), k.size()), parts) || parts.res != res)
+      if (!decode_rollup_key(std::string_view(k.data(), k.size()), parts) || parts.res != res) {
+        it->Next();
         continue;
-      if (parts.device.substr(0, prefix.size()) != prefix) continue;
-      auto mi = members.find(parts.device);
-      if (mi == members.end()) continue;
-      auto v = it->value();
-      if (!decode_rollup_row(std::string_view(v.data(), v.size()), row))
-        return status::error("corrupt rollup row of device " + std::string(parts.device));
-      if (const auto* a = row.find(mi->second.id))
-        target(mi->first)[bucket_start(static_cast<std::int64_t>(parts.bucket) * unit, step_ms)]
-          .merge(*a);
+      }
+      if (!prefix.empty()) {
+        auto head_of = parts.device.substr(0, prefix.size());
+        if (parts.device.size() < plen || head_of < prefix) {
+          // The target sorts after this key (longer length byte, or the
+          // prefix above this id), so every seek makes progress.
+          seek(parts.bucket, std::max(plen, parts.device.size()));
+          continue;
+        }
+        if (head_of > prefix) {
+          if (parts.device.size() < max_device_len)
+            seek(parts.bucket, parts.device.size() + 1);
+          else if (parts.bucket < UINT32_MAX)
+            seek(parts.bucket + 1, plen);
+          else
+            break;
+          continue;
+        }
+      }
+      if (parts.bucket != cursor_bucket) {
+        cursor = 0;
+        cursor_bucket = parts.bucket;
+      }
+      auto at = std::lower_bound(members.begin() + static_cast<std::ptrdiff_t>(cursor),
+                                 members.end(), parts.device, key_less);
+      cursor = static_cast<std::size_t>(at - members.begin());
+      if (at != members.end() && at->device == parts.device) {
+        auto v = it->value();
+        if (!decode_rollup_row(std::string_view(v.data(), v.size()), row))
+          return status::error("corrupt rollup row of device " + std::string(parts.device));
+        if (const auto* a = row.find(at->id))
+          target(at->device)[bucket_start(static_cast<std::int64_t>(parts.bucket) * unit, step_ms)]
+            .merge(*a);
+      }
+      it->Next();
     }
     if (auto s = it->status(); !s.ok()) return status::error("reading rollups failed: " + s.ToString());
     return status::success();
   }
-  for (auto& [device, m] : members) {
-    auto lo = std::max(from, m.rec.earliest_ts);
-    auto hi = std::min(to, m.rec.latest_ts + 1);
+  for (const auto& m : members) {
+    auto lo = std::max(from, m.earliest_ts);
+    auto hi = std::min(to, m.latest_ts + 1);
     if (lo >= hi) continue;
-    if (auto st = aggregate_stored(reader, device, m.id, from, to, step_ms, lo, hi, target(device)); !st)
+    if (auto st = aggregate_stored(reader, m.device, m.id, from, to, step_ms, lo, hi, target(m.device)); !st)
       return st;
   }
   return status::success();

@@ -64,6 +64,9 @@ struct store_options {
   // first damaged record, i.e. a torn tail after a crash or power loss) or
   // "absolute-consistency" (any damaged record stops the open).
   std::string wal_recovery = "point-in-time";
+  // RocksDB's block cache (data blocks of every column family; index and
+  // filter blocks of all but `meta`).
+  std::size_t cache_bytes = 64 << 20;
   // Set: RocksDB's files are written through it (tests).
   std::shared_ptr<fault_injector> faults;
 };

@@ -10,6 +10,9 @@
 # _internal monitor database are off. Everything else is influxd's default,
 # including wal-fsync-delay = 0s (the WAL is fsynced before a write returns).
 # INFLUX_COLD (environment): cache-snapshot-write-cold-duration, default 10m0s.
+# INFLUX_MAX_VALUES_PER_TAG, INFLUX_MAX_SERIES (environment): max-values-per-tag
+# and max-series-per-database, default influxd's (100000, 1000000); 0 = no
+# limit (bench/run.sh's cardinality scenario sets both to 0).
 set -euo pipefail
 
 source "$(dirname "$0")/../lib.sh"  # free_port
@@ -47,7 +50,8 @@ bind-address = "127.0.0.1:$rpc_port"
   # a query benchmark reach TSM files, where it would be in production).
   cache-snapshot-write-cold-duration = "${INFLUX_COLD:-10m0s}"
   query-log-enabled = false
-  # max-values-per-tag and max-series-per-database: defaults (100000, 1000000)
+  max-values-per-tag = ${INFLUX_MAX_VALUES_PER_TAG:-100000}
+  max-series-per-database = ${INFLUX_MAX_SERIES:-1000000}
 
 [monitor]
   store-enabled = false

@@ -52,8 +52,7 @@ struct fixture {
 
   explicit fixture(std::size_t max_readings, std::chrono::milliseconds max_delay,
                    std::size_t max_pending = 1000000) {
-    ctx->shard_load = std::make_unique<std::atomic<std::uint64_t>[]>(4);
-    ctx->inboxes = std::make_unique<shard_inbox[]>(4);
+    ctx->init_shards(4);
     ctx->settings.batch_max_readings = max_readings;
     ctx->settings.batch_max_delay = max_delay;
     ctx->settings.batch_max_pending = max_pending;

@@ -14,6 +14,7 @@
 #include <boost/asio.hpp>
 
 #include "net/http_client.hpp"
+#include "actors/routing.hpp"
 #include "net/ws_client.hpp"
 #include "tests/support/process.hpp"
 
@@ -212,6 +213,86 @@ TEST_CASE("past supervisor.max-restarts the node reports unhealthy, crashing nee
   CHECK(request(node.port, "GET", "/healthz").status == 200);  // alive, not ready
   CHECK(metric(node.port, "pulse_shard_restarts_total") == 2);
   // and it still stops in order
+  CHECK(node.proc->stop(SIGTERM, 30s) == 0);
+}
+
+TEST_CASE("a shard left down past supervisor.max-restarts refuses its readings instead of leaving "
+          "them unanswered", "[reliability]") {
+  test::temp_dir dir;
+  // A long batch.max-delay keeps the first reading in shard 0's inbox, unflushed,
+  // when the shard is crashed; max-restarts=0 leaves it down at once.
+  auto node = test::start_node(dir.path() + "/db", {"--debug.fault-injection=true",
+                                                    "--supervisor.max-restarts=0",
+                                                    "--storage.shards=2",
+                                                    "--batch.max-delay=3s"});
+  std::string down, up;  // devices of shard 0 and of shard 1
+  for (int i = 0; down.empty() || up.empty(); ++i) {
+    auto id = "dn-" + std::to_string(i);
+    (shard_of(id, 2) == 0 ? down : up) = id;
+  }
+  auto reading = [](const std::string& device, int seq) {
+    return R"({"device":")" + device + R"(","seq":)" + std::to_string(seq) + R"(,"values":{"v":1}})";
+  };
+  // Reads frames until the close (bounded); returns the error frames.
+  auto errors_until_close = [](net::ws_blocking_client& ws) {
+    std::vector<json> errors;
+    auto deadline = std::chrono::steady_clock::now() + 2500ms;
+    while (!ws.closed() && std::chrono::steady_clock::now() < deadline)
+      if (auto msg = ws.read(50ms)) {
+        auto j = json::parse(*msg);
+        if (j.contains("error")) errors.push_back(j["error"]);
+      }
+    return errors;
+  };
+  std::string err;
+  net::ws_blocking_client waiting;
+  REQUIRE(waiting.connect("127.0.0.1", node.port, err));
+  REQUIRE(waiting.send_text(reading(down, 7), err));
+  std::this_thread::sleep_for(200ms);  // in shard 0's inbox, its flush 3 s away
+  REQUIRE(request(node.port, "POST", "/admin/shards/0/crash").status == 202);
+  // The reading waiting at the dead shard is refused with its seq and 1013,
+  // well before the flush it would never get.
+  auto errs = errors_until_close(waiting);
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0]["code"] == "overloaded");
+  CHECK(errs[0]["seq"] == 7);
+  CHECK(waiting.close_code() == 1013);
+  CHECK(wait_ready(node.port, 503));
+
+  // New readings for the dead shard are refused at once ...
+  net::ws_blocking_client late;
+  REQUIRE(late.connect("127.0.0.1", node.port, err));
+  REQUIRE(late.send_text(reading(down, 8), err));
+  errs = errors_until_close(late);
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0]["code"] == "overloaded");
+  CHECK(errs[0]["seq"] == 8);
+  CHECK(late.close_code() == 1013);
+  auto post = [&](const std::string& device) {
+    net::http_response res;
+    REQUIRE(net::http_request("127.0.0.1", node.port, "POST", "/api/v1/readings",
+                              reading(device, 9), res, err));
+    return res;
+  };
+  auto refused = post(down);
+  CHECK(refused.status == 503);
+  CHECK(json::parse(refused.body)["error"]["code"] == "overloaded");
+  // ... and so is a hello for one of its devices.
+  net::ws_blocking_client hello;
+  REQUIRE(hello.connect("127.0.0.1", node.port, err));
+  REQUIRE(hello.send_text(R"({"hello":{"device":")" + down + R"("}})", err));
+  auto answer = hello.read(2s);
+  REQUIRE(answer);
+  CHECK(json::parse(*answer)["error"]["code"] == "overloaded");
+
+  // The other shard keeps storing and acking.
+  CHECK(post(up).status == 200);
+  net::ws_blocking_client alive;
+  REQUIRE(alive.connect("127.0.0.1", node.port, err));
+  REQUIRE(alive.send_text(reading(up, 10), err));
+  auto ack = alive.read(5s);
+  REQUIRE(ack);
+  CHECK(json::parse(*ack)["ack"]["seq"] == 10);
   CHECK(node.proc->stop(SIGTERM, 30s) == 0);
 }
 

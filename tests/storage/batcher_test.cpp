@@ -358,56 +358,76 @@ TEST_CASE("batcher meta record: latest by (ts, seq), seen times, meta json", "[b
 }
 
 TEST_CASE("batcher flush failure acks nothing, drops the buffer and reloads state", "[batcher]") {
-  test_db t;
-  batcher b(t.db());
+  // The write path reads nothing, so a flush fails only when RocksDB refuses
+  // the write: injected EIO on every file append.
+  test::temp_dir dir;
+  auto faults = std::make_shared<fault_injector>();
+  store_options so(dir.path() + "/db");
+  so.faults = faults;
+  status st;
+  auto db = store::open(so, st);
+  REQUIRE(db);
+  batcher b(*db);
   b.add(1, make_batch("d", {r(t0, 1, {{"v", 1}})}), 0);
   flush_ok(b);
-  // Corrupt the minute rollup row the next flush must read through.
-  batcher b2(t.db());  // empty cache
-  const auto minute_key = rollup_key(resolution::minute, minute_bucket(t0), "d");
-  std::string good_row;
-  REQUIRE(
-      t.db().db()->Get(rocksdb::ReadOptions(), t.db().rollups_cf(), minute_key, &good_row).ok());
-  rocksdb::WriteBatch wb;
-  REQUIRE(
-      wb.Put(t.db().rollups_cf(), rollup_key(resolution::minute, minute_bucket(t0), "d"), "junk")
-          .ok());
-  REQUIRE(t.db().write(wb));
-
-  b2.add(1, make_batch("d", {r(t0 + 1, 2, {{"v", 2}}), r(t0 + 2, 3, {{"new_metric", 3}})}), 0);
-  b2.add(2, make_batch("e", {r(t0, 1, {{"v", 1}})}), 0);
-  CHECK(b2.last_seq("d") == 3);  // buffered counts as seen
+  b.add(1, make_batch("d", {r(t0 + 1, 2, {{"v", 2}}), r(t0 + 2, 3, {{"new_metric", 3}})}), 0);
+  b.add(2, make_batch("e", {r(t0, 1, {{"v", 1}})}), 0);
+  CHECK(b.last_seq("d") == 3);  // buffered counts as seen
+  faults->mode = injected_fault::eio_write;
   std::vector<ack_entry> acks;
   flush_stats fs;
-  auto st = b2.flush(acks, fs);
+  st = b.flush(acks, fs);
   CHECK_FALSE(st.ok);
-  CHECK(st.message.find("corrupt rollup") != std::string::npos);
+  CHECK(st.fault == fault::io_error);
   CHECK(acks.empty());
   CHECK(fs.readings == 0);
-  CHECK(b2.pending() == 0);
-  // Nothing of the failed batch is on disk, and the state was reloaded.
-  CHECK(b2.last_seq("d") == 1);
-  CHECK(b2.last_seq("e") == 0);
-  CHECK(chunk_keys(t.db()).size() == 1);
+  CHECK(b.pending() == 0);
+  // The disk comes back (the node's storage probe reopens the store).
+  faults->mode = injected_fault::off;
+  REQUIRE(db->recover());
+  // Nothing of the failed flush is on disk, and the state was reloaded.
+  CHECK(b.last_seq("d") == 1);
+  CHECK(b.last_seq("e") == 0);
+  CHECK(chunk_keys(*db).size() == 1);
   status s2;
-  CHECK(t.db().load_device("d", s2)->metrics == std::vector<std::string>{"v"});
+  CHECK(db->load_device("d", s2)->metrics == std::vector<std::string>{"v"});
 
-  // Once the row is repaired the resent readings go through.
-  rocksdb::WriteBatch fix;
-  REQUIRE(fix.Put(t.db().rollups_cf(), minute_key, good_row).ok());
-  REQUIRE(t.db().write(fix));
+  // The resent readings go through.
   auto res =
-      b2.add(1, make_batch("d", {r(t0 + 1, 2, {{"v", 2}}), r(t0 + 2, 3, {{"new_metric", 3}})}), 0);
+      b.add(1, make_batch("d", {r(t0 + 1, 2, {{"v", 2}}), r(t0 + 2, 3, {{"new_metric", 3}})}), 0);
   CHECK(res.accepted == 2);
-  CHECK(flush_ok(b2) == ack_map{{{1, "d"}, 3}});
-  CHECK(seqs(all_readings(t.db(), "d")) == std::vector<std::uint64_t>{1, 2, 3});
-  auto m = aggregate_device(t.db(), "d", "v", t0, t0 + ms_per_minute, ms_per_minute, st);
+  CHECK(flush_ok(b) == ack_map{{{1, "d"}, 3}});
+  CHECK(seqs(all_readings(*db, "d")) == std::vector<std::uint64_t>{1, 2, 3});
+  auto m = aggregate_device(*db, "d", "v", t0, t0 + ms_per_minute, ms_per_minute, st);
   REQUIRE(m.size() == 1);
   CHECK(m[0].agg.count == 2);
   CHECK(m[0].agg.sum() == 3.0);
 }
 
-TEST_CASE("batcher rollup cache: evicted rows read through for late data", "[batcher]") {
+TEST_CASE("batcher: a corrupt stored rollup row fails the query that reads it, not the flush",
+          "[batcher]") {
+  test_db t;
+  {
+    batcher b(t.db());
+    b.add(1, make_batch("d", {r(t0, 1, {{"v", 1}})}), 0);
+    flush_ok(b);
+  }
+  const auto hour_key = rollup_key(resolution::hour, hour_bucket(t0), "d");
+  rocksdb::WriteBatch wb;
+  REQUIRE(wb.Put(t.db().rollups_cf(), hour_key, "junk").ok());
+  REQUIRE(t.db().write(wb));
+  batcher b(t.db());  // a fresh cache: the hour's row is not known whole
+  b.add(1, make_batch("d", {r(t0 + 1, 2, {{"v", 2}})}), 0);
+  flush_ok(b);  // a Merge operand: nothing read
+  status st;
+  const std::int64_t hour = hour_bucket(t0) * ms_per_hour;
+  aggregate_device(t.db(), "d", "v", hour, hour + ms_per_hour, ms_per_hour, st);
+  CHECK_FALSE(st.ok);
+  // The raw readings are intact.
+  CHECK(seqs(all_readings(t.db(), "d")) == std::vector<std::uint64_t>{1, 2});
+}
+
+TEST_CASE("batcher rollup cache: evicted rows take late data as merge operands", "[batcher]") {
   test_db t;
   batcher b(t.db());
   // 80 flushes of 20 devices, minutes moving on: the periodic sweeps drop
@@ -443,5 +463,56 @@ TEST_CASE("batcher rollup cache: evicted rows read through for late data", "[bat
     CHECK(hour[0].agg.sum() == 82.0);
     auto minutes = aggregate_device(t.db(), dev, "v", t0, t0 + ms_per_hour, ms_per_minute, st);
     CHECK(minutes.size() == 27);  // readings span 0:00 .. 26:41
+  }
+}
+
+TEST_CASE("batcher device cache: devices evicted past storage.device-cache-bytes keep exact "
+          "last_seq, dedupe and aggregates", "[batcher][cache]") {
+  test_db t;
+  // A budget of ~100 device states, 1,000 devices, each flush a checkpoint
+  // (no head): every round evicts most devices and reloads them from meta.
+  head_options opts;
+  opts.device_cache_bytes = 65536;
+  batcher b(t.db(), 0, opts);
+  constexpr int devices = 1000, rounds = 6;
+  auto dev = [](int d) { return "ev-" + std::to_string(d); };
+  for (int round = 1; round <= rounds; ++round) {
+    for (int d = 0; d < devices; ++d) {
+      auto seq = static_cast<std::uint64_t>(round);
+      // Each round also resends the previous round's reading: a duplicate.
+      std::vector<reading_spec> rs;
+      if (round > 1) rs.push_back(r(t0 + (round - 1) * 1000 + d, seq - 1, {{"v", 99.0}}));
+      rs.push_back(r(t0 + round * 1000 + d, seq, {{"v", static_cast<double>(round)}}));
+      auto res = b.add(1, make_batch(dev(d), rs), 0);
+      CHECK(res.accepted == 1);
+      CHECK(res.duplicates == (round > 1 ? 1u : 0u));
+    }
+    std::vector<ack_entry> acks;
+    flush_stats fs;
+    REQUIRE(b.flush(acks, fs).ok);
+    CHECK(acks.size() == devices);
+    auto c = b.cache();
+    CHECK(c.device_bytes <= opts.device_cache_bytes);
+    CHECK(c.devices < devices);
+  }
+  CHECK(b.cache().evicted >= devices * (rounds - 1) / 2);
+  // Server-assigned seqs continue from the stored last_seq after a reload.
+  auto res = b.add(1, make_batch(dev(7), {r_noseq(t0 + 60'000, {{"v", 7.0}})}), 0);
+  CHECK(res.accepted == 1);
+  CHECK(flush_ok(b) == ack_map{{{1, dev(7)}, rounds + 1}});
+  status st;
+  for (int d : {0, 7, 500, 999}) {
+    CHECK(b.last_seq(dev(d)) == (d == 7 ? rounds + 1u : rounds + 0u));
+    // Every round stored once: 1 + 2 + ... + rounds (+ 7 for the extra one).
+    auto agg = aggregate_device(t.db(), dev(d), "v", t0, t0 + ms_per_hour, ms_per_hour, st);
+    REQUIRE(st.ok);
+    REQUIRE(agg.size() == 1);
+    CHECK(agg[0].agg.count == (d == 7 ? rounds + 1u : rounds + 0u));
+    CHECK(agg[0].agg.sum() == rounds * (rounds + 1) / 2 + (d == 7 ? 7.0 : 0.0));
+    CHECK(agg[0].agg.max == (d == 7 ? 7.0 : rounds));
+    auto raw = aggregate_device_raw(t.db(), dev(d), "v", t0, t0 + ms_per_hour, ms_per_hour, st);
+    REQUIRE(raw.size() == 1);
+    CHECK(raw[0].agg.count == agg[0].agg.count);
+    CHECK(raw[0].agg.sum() == agg[0].agg.sum());
   }
 }
