@@ -574,9 +574,60 @@ http_answer list_devices(const query_context& ctx, const params& p) {
   return ok_answer(j);
 }
 
-http_answer device_detail(const query_context& ctx, const std::string& id) {
+// Cluster: one record from the members' (in member-name order): the highest
+// last_seq and last_seen, the lowest first_seen, every metric, online on any
+// member, latest values and meta of the member that saw the device last.
+http_answer merged_device_detail(const query_context& ctx, const std::string& id) {
+  json out;
+  std::int64_t latest_ts = -1, seen = -1;
+  for (auto& j : member_bodies(ctx)) {
+    if (!j.value("found", true)) continue;
+    if (out.is_null()) {
+      out = j;
+      latest_ts = j["latest"].is_object() ? j["latest"].value("ts", std::int64_t{0}) : -1;
+      seen = j.value("last_seen", std::int64_t{0});
+      continue;
+    }
+    out["last_seq"] = std::max(out.value("last_seq", std::uint64_t{0}), j.value("last_seq", std::uint64_t{0}));
+    out["first_seen"] = std::min(out.value("first_seen", std::int64_t{0}), j.value("first_seen", std::int64_t{0}));
+    out["online"] = out.value("online", false) || j.value("online", false);
+    for (auto& m : j["metrics"])
+      if (std::find(out["metrics"].begin(), out["metrics"].end(), m) == out["metrics"].end())
+        out["metrics"].push_back(m);
+    if (j["latest"].is_object() && j["latest"].value("ts", std::int64_t{0}) > latest_ts) {
+      latest_ts = j["latest"].value("ts", std::int64_t{0});
+      out["latest"] = j["latest"];
+    }
+    if (j.value("last_seen", std::int64_t{0}) > seen) {
+      seen = j.value("last_seen", std::int64_t{0});
+      out["last_seen"] = seen;
+      out["meta"] = j["meta"];
+    }
+  }
+  if (out.is_null()) {
+    if (ctx.missing.empty()) return not_found("no device '" + id + "'");
+    return not_found("no device '" + id + "' on the members up now (missing: " +
+                     json(ctx.missing).dump() + ")");
+  }
+  out.erase("found");
+  mark_partial(ctx, out);
+  return ok_answer(out);
+}
+
+http_answer device_detail(const query_context& ctx, const std::string& id, const params& p) {
+  if (ctx.member_answers) return merged_device_detail(ctx, id);
+  const bool partials = p.find("partials") && *p.find("partials") == "1";
   std::optional<storage::device_record> rec;
-  if (auto f = load_device(ctx, id, rec)) return *f;
+  if (partials) {
+    // A member's part: "found":false rather than 404.
+    if (auto f = require_db(ctx)) return *f;
+    storage::status st;
+    rec = ctx.db->load_device(id, st);
+    if (!st) return internal_error("loading device " + id + ": " + st.message);
+    if (!rec) return ok_answer(json{{"id", id}, {"found", false}});
+  } else if (auto f = load_device(ctx, id, rec)) {
+    return *f;
+  }
   auto j = record_json(ctx, *rec);
   if (rec->latest.empty()) {
     j["latest"] = nullptr;
@@ -880,8 +931,8 @@ http_answer route(const query_context& ctx, std::string_view method, std::string
       if (auto f = p.parse(query, {"prefix", "limit", "cursor"})) return *f;
       return list_devices(ctx, p);
     case endpoint::device:
-      if (auto f = p.parse(query, {})) return *f;
-      return device_detail(ctx, id);
+      if (auto f = p.parse(query, {"partials"})) return *f;
+      return device_detail(ctx, id, p);
     case endpoint::readings:
       if (auto f = p.parse(query, {"from", "to", "limit", "cursor", "format"})) return *f;
       return device_readings(ctx, id, p, accept);
@@ -902,15 +953,22 @@ http_answer route(const query_context& ctx, std::string_view method, std::string
 }  // namespace
 
 bool cluster_mergeable(std::string_view target) {
-  auto path = target.substr(0, target.find('?'));
+  auto qmark = target.find('?');
+  auto path = target.substr(0, qmark);
+  // A member's part (partials=1) is answered from this node's store alone.
+  if (qmark != std::string_view::npos) {
+    auto query = "&" + std::string(target.substr(qmark + 1));
+    if (query.find("&partials=") != std::string::npos) return false;
+  }
   constexpr std::string_view fleet = "/api/v1/aggregate";
   constexpr std::string_view devices = "/api/v1/devices/";
   constexpr std::string_view tail = "/aggregate";
   if (path == fleet) return true;
-  return path.size() > devices.size() + tail.size() && path.substr(0, devices.size()) == devices &&
-         path.substr(path.size() - tail.size()) == tail &&
-         path.substr(devices.size(), path.size() - devices.size() - tail.size()).find('/') ==
-           std::string_view::npos;
+  if (path.size() <= devices.size() || path.substr(0, devices.size()) != devices) return false;
+  auto rest = path.substr(devices.size());  // "{id}" or "{id}/aggregate"
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos) return true;  // the device record
+  return rest.substr(slash) == tail;
 }
 
 std::string cluster_target(std::string_view target) {

@@ -73,10 +73,11 @@ struct query_context {
 };
 
 // Cluster: whether a GET is answered by merging the members' partial answers
-// (device and fleet aggregates), and the target to send them: the same with
-// partials=1, which makes a member answer every bucket with its mergeable
-// partial (count, sum_hi, sum_lo, min, max, first/last with ts and seq), and
-// a device it holds nothing of with empty buckets rather than 404.
+// (device records, device and fleet aggregates), and the target to send
+// them: the same with partials=1, which makes a member answer every bucket
+// with its mergeable partial (count, sum_hi, sum_lo, min, max, first/last
+// with ts and seq), and a device it holds nothing of with "found":false
+// rather than 404.
 bool cluster_mergeable(std::string_view target);
 std::string cluster_target(std::string_view target);
 
