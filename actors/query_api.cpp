@@ -545,6 +545,50 @@ failure load_device(const query_context& ctx, const std::string& id,
   return std::nullopt;
 }
 
+// Cluster: folds member j's record of a device into `into`: the highest
+// last_seq and last_seen, the lowest first_seen, online on any member, every
+// metric (in the order first seen).
+void merge_record(json& into, const json& j) {
+  into["last_seq"] = std::max(into.value("last_seq", std::uint64_t{0}), j.value("last_seq", std::uint64_t{0}));
+  into["first_seen"] = std::min(into.value("first_seen", std::int64_t{0}), j.value("first_seen", std::int64_t{0}));
+  into["last_seen"] = std::max(into.value("last_seen", std::int64_t{0}), j.value("last_seen", std::int64_t{0}));
+  into["online"] = into.value("online", false) || j.value("online", false);
+  if (j["metrics"].is_array())
+    for (auto& m : j["metrics"])
+      if (std::find(into["metrics"].begin(), into["metrics"].end(), m) == into["metrics"].end())
+        into["metrics"].push_back(m);
+}
+
+// Cluster: the members' pages of the same request merged: every member sent
+// its first `limit` devices after the cursor, so the first `limit` of their
+// union (by id, as storage orders them) are the cluster's.
+http_answer merged_device_list(const query_context& ctx, std::size_t limit) {
+  std::map<std::string, json> merged;
+  bool more = false;
+  for (auto& j : member_bodies(ctx)) {
+    if (!j["next_cursor"].is_null()) more = true;
+    if (!j["devices"].is_array()) continue;
+    for (auto& rec : j["devices"]) {
+      auto id = rec.value("id", std::string{});
+      auto i = merged.find(id);
+      if (i == merged.end()) merged.emplace(id, rec);
+      else merge_record(i->second, rec);
+    }
+  }
+  json out;
+  out["devices"] = json::array();
+  for (auto& [id, rec] : merged) {
+    if (out["devices"].size() == limit) {
+      more = true;
+      break;
+    }
+    out["devices"].push_back(rec);
+  }
+  out["next_cursor"] = more && !out["devices"].empty() ? out["devices"].back()["id"] : json(nullptr);
+  mark_partial(ctx, out);
+  return ok_answer(out);
+}
+
 http_answer list_devices(const query_context& ctx, const params& p) {
   std::size_t limit = 0;
   if (auto f = parse_limit(p, default_devices_limit, max_devices_limit, limit)) return *f;
@@ -556,6 +600,7 @@ http_answer list_devices(const query_context& ctx, const params& p) {
     if (!valid_device_id(*s)) return bad_request("invalid cursor '" + *s + "'");
     after = *s;
   }
+  if (ctx.member_answers) return merged_device_list(ctx, limit);
   if (auto f = require_db(ctx)) return *f;
   storage::status st;
   // One extra row tells whether another page exists, so the last page says
@@ -588,19 +633,13 @@ http_answer merged_device_detail(const query_context& ctx, const std::string& id
       seen = j.value("last_seen", std::int64_t{0});
       continue;
     }
-    out["last_seq"] = std::max(out.value("last_seq", std::uint64_t{0}), j.value("last_seq", std::uint64_t{0}));
-    out["first_seen"] = std::min(out.value("first_seen", std::int64_t{0}), j.value("first_seen", std::int64_t{0}));
-    out["online"] = out.value("online", false) || j.value("online", false);
-    for (auto& m : j["metrics"])
-      if (std::find(out["metrics"].begin(), out["metrics"].end(), m) == out["metrics"].end())
-        out["metrics"].push_back(m);
+    merge_record(out, j);
     if (j["latest"].is_object() && j["latest"].value("ts", std::int64_t{0}) > latest_ts) {
       latest_ts = j["latest"].value("ts", std::int64_t{0});
       out["latest"] = j["latest"];
     }
-    if (j.value("last_seen", std::int64_t{0}) > seen) {
+    if (j.value("last_seen", std::int64_t{0}) >= seen) {
       seen = j.value("last_seen", std::int64_t{0});
-      out["last_seen"] = seen;
       out["meta"] = j["meta"];
     }
   }
@@ -928,7 +967,7 @@ http_answer route(const query_context& ctx, std::string_view method, std::string
   params p;
   switch (ep) {
     case endpoint::devices:
-      if (auto f = p.parse(query, {"prefix", "limit", "cursor"})) return *f;
+      if (auto f = p.parse(query, {"prefix", "limit", "cursor", "partials"})) return *f;
       return list_devices(ctx, p);
     case endpoint::device:
       if (auto f = p.parse(query, {"partials"})) return *f;
@@ -963,7 +1002,7 @@ bool cluster_mergeable(std::string_view target) {
   constexpr std::string_view fleet = "/api/v1/aggregate";
   constexpr std::string_view devices = "/api/v1/devices/";
   constexpr std::string_view tail = "/aggregate";
-  if (path == fleet) return true;
+  if (path == fleet || path == "/api/v1/devices") return true;
   if (path.size() <= devices.size() || path.substr(0, devices.size()) != devices) return false;
   auto rest = path.substr(devices.size());  // "{id}" or "{id}/aggregate"
   auto slash = rest.find('/');
