@@ -176,6 +176,17 @@ std::string node_metrics::render() const {
        g(flush_failures));
   line(out, "pulse_shard_restarts_total", "counter", "Shards restarted by the supervisor.",
        g(shard_restarts));
+  std::uint64_t cached = 0, cached_bytes = 0;
+  for (const auto& c : device_caches) {
+    cached += c.devices.load(std::memory_order_relaxed);
+    cached_bytes += c.bytes.load(std::memory_order_relaxed);
+  }
+  line(out, "pulse_device_cache_devices", "gauge",
+       "Device states the shards keep in memory (storage.device-cache-bytes).", cached);
+  line(out, "pulse_device_cache_bytes", "gauge", "Their estimated footprint.", cached_bytes);
+  line(out, "pulse_device_cache_evictions_total", "counter",
+       "Device states dropped past storage.device-cache-bytes (read back when they send again).",
+       g(device_evictions));
   flush_readings.render(out, "pulse_flush_readings", "Readings per flush.");
   flush_seconds.render(out, "pulse_flush_seconds", "Time of one flush (WriteBatch write).");
   ack_seconds.render(out, "pulse_ack_latency_seconds",

@@ -116,6 +116,13 @@ struct node_metrics {
   std::atomic<std::uint64_t> flush_failures{0};
   std::atomic<std::uint64_t> checkpoints{0};  // heads written out as chunks and rollups
   std::atomic<std::uint64_t> shard_restarts{0};
+  // Each shard's device cache (storage/batcher.hpp), set after its checkpoints.
+  struct device_cache {
+    std::atomic<std::uint64_t> devices{0};
+    std::atomic<std::uint64_t> bytes{0};
+  };
+  std::array<device_cache, 256> device_caches{};  // storage.shards <= 256
+  std::atomic<std::uint64_t> device_evictions{0};
   histogram<8> flush_readings{{1, 10, 100, 1000, 5000, 10000, 50000, 100000}};
   histogram<9> flush_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5}};
   // A frame's readings taken by the ingest path -> their ack queued for the

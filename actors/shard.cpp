@@ -36,6 +36,7 @@ struct shard_state {
   std::chrono::milliseconds delay{0};  // the flush delay now (coalescing)
   std::unordered_set<std::uint64_t> last_writers;  // writers of the previous flush
   std::vector<write_item> drained;  // reused by every drain of the inbox
+  std::uint64_t evictions_counted = 0;  // of this batcher, already in pulse_device_cache_evictions_total
 };
 
 namespace {
@@ -112,7 +113,15 @@ void flush(shard_ptr self, bool checkpoint = false) {
   adapt_delay(st, fs.readings);
   m.readings_stored.fetch_add(fs.readings, std::memory_order_relaxed);
   if (fs.readings > 0) m.flush_readings.observe(static_cast<double>(fs.readings));
-  if (fs.checkpoint) m.checkpoints.fetch_add(1, std::memory_order_relaxed);
+  if (fs.checkpoint) {
+    m.checkpoints.fetch_add(1, std::memory_order_relaxed);
+    auto c = st.batcher->cache();
+    auto& gauge = m.device_caches[st.index];
+    gauge.devices.store(c.devices, std::memory_order_relaxed);
+    gauge.bytes.store(c.device_bytes, std::memory_order_relaxed);
+    m.device_evictions.fetch_add(c.evicted - st.evictions_counted, std::memory_order_relaxed);
+    st.evictions_counted = c.evicted;
+  }
   // Readings wait in the head at most storage.head-max-age.
   if (!st.checkpoint_armed && st.batcher->head_readings() > 0) {
     st.checkpoint_armed = true;

@@ -13,10 +13,11 @@ second, ... (so a device comes back after all the others, as meters that
 report on a period do). POST: JSON arrays of --batch readings to
 /api/v1/readings from --writers threads, each body acked (200) before that
 writer sends the next. --ws instead: --connections WebSocket connections,
-each sending array frames of --batch readings of many devices and waiting for
+each sending array frames of --ws-batch readings of many devices and waiting for
 the acks of a frame before the next. InfluxDB gets the same readings as line
 protocol (`card,device=ID voltage=..,current=.. TS`, precision ms) in bodies
-of --batch points, POST /write?db=pulse, with the same writers.
+of --batch points, POST /write?db=pulse, with the same writers. WebSocket frames hold --ws-batch readings (default 1,000); a
+frame refused as overloaded (close 1013) is sent again on a new connection.
 
 Everything is generated before the clock starts. Figures: readings/s over the
 whole load (first send to last answer), node CPU per reading (utime+stime of
@@ -202,7 +203,7 @@ def ws_all(host, port, bodies, connections):
     """Each connection takes the next frame, sends it and waits until every
     device of it is acked (acks are cumulative per device: one per device)."""
     lock = threading.Lock()
-    state = {"next": 0, "fail": 0, "why": ""}
+    state = {"next": 0, "fail": 0, "why": "", "shed": 0}
 
     def worker():
         try:
@@ -219,20 +220,35 @@ def ws_all(host, port, bodies, connections):
             if i >= len(bodies):
                 break
             body, devices = bodies[i]
-            ws.send_text(body)
-            waiting = devices
-            try:
-                while waiting > 0:
-                    for p in ws.recv_frames():
-                        if p.startswith(b'{"ack"'):
-                            waiting -= 1
-                        elif p.startswith(b'{"error"'):
-                            raise RuntimeError(p[:300].decode(errors="replace"))
-            except Exception as e:  # noqa: BLE001
-                with lock:
-                    state["fail"] += 1
-                    state["why"] = state["why"] or str(e)
-                return
+            # `overloaded` (a shard over batch.max-pending) closes the
+            # connection with 1013, as the protocol says: reconnect after a
+            # pause and send the frame again (seqs make the resend exact).
+            for attempt in range(100):
+                try:
+                    ws.send_text(body)
+                    waiting = devices
+                    while waiting > 0:
+                        for p in ws.recv_frames():
+                            if p.startswith(b'{"ack"'):
+                                waiting -= 1
+                            elif p.startswith(b'{"error"'):
+                                raise RuntimeError(p[:300].decode(errors="replace"))
+                    break
+                except Exception as e:  # noqa: BLE001
+                    if "overloaded" in str(e) and attempt < 99:
+                        with lock:
+                            state["shed"] += 1
+                        try:
+                            ws.s.close()
+                        except OSError:
+                            pass
+                        time.sleep(0.2)
+                        ws = WS(host, port)
+                        continue
+                    with lock:
+                        state["fail"] += 1
+                        state["why"] = state["why"] or str(e)
+                    return
         ws.s.close()
 
     threads = [threading.Thread(target=worker) for _ in range(connections)]
@@ -241,6 +257,7 @@ def ws_all(host, port, bodies, connections):
         t.start()
     for t in threads:
         t.join()
+    ws_all.shed = state["shed"]
     return time.monotonic() - t0, state["fail"], state["why"]
 
 
@@ -269,6 +286,9 @@ def main():
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--ws", action="store_true")
     ap.add_argument("--connections", type=int, default=100)
+    ap.add_argument("--ws-batch", type=int, default=1000,
+                    help="readings per WebSocket frame (100 connections x 1,000 stay under "
+                         "the default batch.max-pending of 2 shards)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-queries", action="store_true")
     ap.add_argument("--json", action="store_true")
@@ -279,8 +299,19 @@ def main():
            "mode": "ws" if a.ws else "post",
            "writers": a.connections if a.ws else a.writers}
 
-    bodies, n = json_bodies(a.devices, a.readings, a.batch)
+    bodies, n = json_bodies(a.devices, a.readings, a.ws_batch if a.ws else a.batch)
     out["readings"] = n
+    # The node's RSS every 2 s during the load (memory must stay bounded by
+    # the configured budgets however many devices come).
+    samples, sampling = [], threading.Event()
+
+    def sample_rss():
+        t0 = time.monotonic()
+        while not sampling.wait(2.0):
+            samples.append([round(time.monotonic() - t0, 1), rss_bytes(a.node_pid)])
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
     cpu0 = cpu_ticks(a.node_pid)
     if a.ws:
         # A frame holds each of its devices once: one ack per reading.
@@ -290,11 +321,16 @@ def main():
         secs, fail, why = post_all(host, port, "/api/v1/readings", bodies, a.writers,
                                    "application/json", 200)
     cpu1 = cpu_ticks(a.node_pid)
+    sampling.set()
+    sampler.join()
     out["pulse"] = {"seconds": round(secs, 3), "readings_per_s": round(n / secs),
                     "cpu_us_per_reading": round((cpu1 - cpu0) / CLK_TCK * 1e6 / n, 2),
-                    "rss_bytes": rss_bytes(a.node_pid), "failures": fail}
+                    "rss_bytes": rss_bytes(a.node_pid), "failures": fail,
+                    "rss_samples": samples}
     if why:
         out["pulse"]["first_failure"] = why
+    if a.ws:
+        out["pulse"]["overloaded_resends"] = ws_all.shed
     del bodies
 
     if a.influx:

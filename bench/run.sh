@@ -30,7 +30,7 @@
 #     POST bodies of 5,000 readings from 2 writers, side by side with InfluxDB
 #     fed the same as line protocol (its max-values-per-tag and
 #     max-series-per-database set to 0 so that it takes every series), and
-#     over WebSocket (100 connections, array frames of 5,000 readings of as
+#     over WebSocket (100 connections, array frames of 1,000 readings of as
 #     many devices); node RSS, fleet aggregates over every device and over a
 #     prefix of 10,000, device pages, restart time
 #
@@ -715,8 +715,8 @@ if scen == 9:
       f"as JSON arrays of 5,000 readings POSTed by 2 writers (each waits for its 200), then "
       f"the same readings as line protocol to a fresh InfluxDB 1.6 (max-values-per-tag and "
       f"max-series-per-database set to 0, so that it takes every series; Pulse's figures come "
-      f"first, on an idle InfluxDB). WebSocket: 100 connections, array frames of 5,000 readings "
-      f"of as many devices, each frame's acks awaited before the next. Rates from first send to "
+      f"first, on an idle InfluxDB). WebSocket: 100 connections, array frames of 1,000 readings "
+      f"of as many devices, each frame's acks awaited before the next (a frame shed as overloaded, 1013, is sent again on a new connection). Rates from first send to "
       f"last answer; node CPU = utime+stime of pulse-node over the load / readings; RSS after "
       f"the load. Queries on the loaded node, medians: a fleet aggregate over every device for "
       f"the hour (step 1h), over the prefix c000 (10,000 devices), pages of 1,000 from "

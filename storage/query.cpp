@@ -422,8 +422,10 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
         cursor = 0;
         cursor_bucket = parts.bucket;
       }
-      auto at = std::lower_bound(members.begin() + static_cast<std::ptrdiff_t>(cursor),
-                                 members.end(), parts.device, key_less);
+      // Rows mostly come for consecutive members: try the cursor first.
+      auto at = members.begin() + static_cast<std::ptrdiff_t>(cursor);
+      if (at == members.end() || key_less(*at, parts.device))
+        at = std::lower_bound(at, members.end(), parts.device, key_less);
       cursor = static_cast<std::size_t>(at - members.begin());
       if (at != members.end() && at->device == parts.device) {
         auto v = it->value();
