@@ -57,6 +57,14 @@ struct forward_state {
   std::unordered_map<const shard_writer*, writer_queue> writers;
   std::vector<held_ptr> retry;  // failed, waiting for the retry timer
   bool retry_armed = false;
+  // One request in flight per device: a device's later readings wait here
+  // until its earlier ones are answered. Otherwise, across an owner's death,
+  // a newer reading could reach the new owner before an older one that is
+  // being retried, and the new owner would drop the older one as a duplicate
+  // (seq below its highest) while acking it: lost. Found by the kill -9
+  // failover test under ASan, where the retry took 4 s.
+  std::unordered_map<std::string, std::vector<held_ptr>> waiting;
+  std::unordered_map<std::string, std::size_t> in_flight;  // device -> items out
 };
 
 namespace {
@@ -90,17 +98,41 @@ void arm_retry(forward_ptr self) {
   self->delayed_send(self, retry_delay, retry_atom::value);
 }
 
-// Sends items to their owners, one request per owner.
+void send(forward_ptr self, std::vector<held_ptr> items);
+
+// `hs` were answered: their devices' waiting readings go out now.
+void release(forward_ptr self, const std::vector<held_ptr>& hs) {
+  auto& st = self->state;
+  std::vector<held_ptr> next;
+  for (auto& h : hs) {
+    const auto& device = h->item.batch->device;
+    auto f = st.in_flight.find(device);
+    if (f == st.in_flight.end() || --f->second > 0) continue;
+    st.in_flight.erase(f);
+    if (auto w = st.waiting.find(device); w != st.waiting.end()) {
+      for (auto& x : w->second) next.push_back(std::move(x));
+      st.waiting.erase(w);
+    }
+  }
+  if (!next.empty()) send(self, std::move(next));
+}
+
+// Sends items to their owners, one request per owner. Every item sent is
+// counted in flight for its device until its request is answered.
 void send(forward_ptr self, std::vector<held_ptr> items) {
   auto& st = self->state;
   auto members = st.ctx->live_members();
   std::map<std::size_t, std::vector<held_ptr>> groups;
   for (auto& h : items) groups[owner_of(h->item.batch->device, *members).member].push_back(h);
+  for (auto& h : items) ++st.in_flight[h->item.batch->device];
   auto timeout = st.ctx->settings.cluster.heartbeat_timeout + std::chrono::seconds(3);
   for (auto& [m, hs] : groups) {
     auto& dest = (*members)[m];
     if (!dest.owner) {
-      for (auto& h : hs) st.retry.push_back(h);
+      for (auto& h : hs) {
+        --st.in_flight[h->item.batch->device];
+        st.retry.push_back(h);
+      }
       arm_retry(self);
       continue;
     }
@@ -117,12 +149,18 @@ void send(forward_ptr self, std::vector<held_ptr> items) {
             if (auto i = seqs.find(h->item.batch->device); i != seqs.end()) h->seq = i->second;
           }
           settle(self);
+          release(self, hs);
         },
         [=](caf::error& err) {
           if (auto n = self->state.ctx->metrics.shed_log.admit())
             spdlog::warn("forwarder: {} batches for {} not written ({}); sending again ({} such "
                          "in the last second)", hs.size(), name, caf::to_string(err), n);
-          for (auto& h : hs) self->state.retry.push_back(h);
+          // Still theirs: the retry sends them again first (in_flight is
+          // counted again by that send), later readings keep waiting.
+          for (auto& h : hs) {
+            --self->state.in_flight[h->item.batch->device];
+            self->state.retry.push_back(h);
+          }
           arm_retry(self);
         });
   }
@@ -141,7 +179,12 @@ void drain(forward_ptr self) {
     auto& q = st.writers[h->item.writer.get()];
     if (!q.writer) q.writer = h->item.writer;
     q.items.push_back(h);
-    items.push_back(std::move(h));
+    // Behind an earlier reading of its device that is out or being retried.
+    const auto& device = h->item.batch->device;
+    if (st.in_flight.count(device) || st.waiting.count(device))
+      st.waiting[device].push_back(std::move(h));
+    else
+      items.push_back(std::move(h));
   }
   st.drained.clear();
   send(self, std::move(items));
