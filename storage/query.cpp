@@ -441,12 +441,12 @@ status aggregate_fleet(const store& db, std::string_view prefix, std::string_vie
     auto shorter = [](const member& a, const member& b) { return a.device.size() < b.device.size(); };
     if (!std::is_sorted(members.begin(), members.end(), shorter))  // ids of one length: already so
       std::stable_sort(members.begin(), members.end(), shorter);
-    auto key_less = [](const member& m, std::string_view d) {
-      return m.device.size() != d.size() ? m.device.size() < d.size() : std::string_view(m.device) < d;
+    // The order of ids in rollup keys: by length, then bytewise.
+    auto key_order = [](std::string_view a, std::string_view b) {
+      return a.size() != b.size() ? a.size() < b.size() : a < b;
     };
-    auto before = [](std::string_view d, const member& m) {  // d sorts before m's rows
-      return d.size() != m.device.size() ? d.size() < m.device.size() : d < std::string_view(m.device);
-    };
+    auto key_less = [&](const member& m, std::string_view d) { return key_order(m.device, d); };
+    auto before = [&](std::string_view d, const member& m) { return key_order(d, m.device); };
     // Scans the members [lo_m, hi_m) (a contiguous part of `members`) in
     // every bucket of the window into `sums` / `per_device`.
     auto scan = [&](std::size_t lo_m, std::size_t hi_m, std::map<std::int64_t, aggregate>& sums,
