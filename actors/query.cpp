@@ -348,17 +348,17 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
         // All or nothing here too: refuse the body if a shard it needs is full.
         std::vector<std::uint64_t> need(n_shards);
         for (auto& b : frame->batches) need[route(b.device)] += b.size();
-        for (std::size_t i = 0; i < need.size(); ++i)
-          if (need[i] > 0 && st.ctx->shard_down[i].load()) {
+        for (std::size_t i = 0; i < need.size(); ++i) {
+          if (need[i] == 0) continue;
+          if (st.ctx->shard_down[i].load()) {
             st.ctx->metrics.count_error(wire::error_code::overloaded);
             answer_error(self, 503, wire::error_code::overloaded,
                          "shard " + std::to_string(i) +
                            " is down (failed past supervisor.max-restarts); nothing stored");
             return;
           }
-        for (std::size_t i = 0; i < need.size(); ++i)
           if (auto load = st.window.load(i);
-              need[i] > 0 && load > 0 && load + need[i] > st.ctx->settings.batch_max_pending) {
+              load > 0 && load + need[i] > st.ctx->settings.batch_max_pending) {
             st.ctx->metrics.count_error(wire::error_code::overloaded);
             if (auto n = st.ctx->metrics.shed_log.admit())
               spdlog::warn("POST /api/v1/readings shed: shard {} is over batch.max-pending ({} sheds "
@@ -367,6 +367,7 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
                          "shard " + std::to_string(i) + " is over batch.max-pending; nothing stored, retry later");
             return;
           }
+        }
         for (auto& b : frame->batches) {
           if (b.empty()) continue;
           st.accepted += b.size();

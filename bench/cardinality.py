@@ -101,20 +101,43 @@ def line_bodies(devices, readings, batch):
     return bodies
 
 
+class Work:
+    """Hands out body indices to several threads and collects their failures."""
+
+    def __init__(self, n):
+        self.lock = threading.Lock()
+        self.n, self.i = n, 0
+        self.failures, self.why, self.shed = 0, "", 0
+
+    def next(self):
+        with self.lock:
+            i, self.i = self.i, self.i + 1
+        return i if i < self.n else None
+
+    def failed(self, why):
+        with self.lock:
+            self.failures += 1
+            self.why = self.why or why
+
+    def run(self, threads, target):
+        """Runs `threads` threads of `target`; returns (seconds, failures, first failure)."""
+        ts = [threading.Thread(target=target) for _ in range(threads)]
+        t0 = time.monotonic()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return time.monotonic() - t0, self.failures, self.why
+
+
 def post_all(host, port, path, bodies, writers, content_type, ok_status):
     """POSTs every body, `writers` threads each on its own keep-alive
     connection; returns (seconds, failures, first failure text)."""
-    lock = threading.Lock()
-    state = {"next": 0, "fail": 0, "why": ""}
+    work = Work(len(bodies))
 
     def worker():
         conn = http.client.HTTPConnection(host, port, timeout=600)
-        while True:
-            with lock:
-                i = state["next"]
-                state["next"] += 1
-            if i >= len(bodies):
-                break
+        while (i := work.next()) is not None:
             for attempt in range(50):
                 conn.request("POST", path, bodies[i], {"Content-Type": content_type})
                 res = conn.getresponse()
@@ -123,19 +146,11 @@ def post_all(host, port, path, bodies, writers, content_type, ok_status):
                     time.sleep(0.05)
                     continue
                 if res.status != ok_status:
-                    with lock:
-                        state["fail"] += 1
-                        state["why"] = state["why"] or f"{res.status} {text[:300]!r}"
+                    work.failed(f"{res.status} {text[:300]!r}")
                 break
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(writers)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.monotonic() - t0, state["fail"], state["why"]
+    return work.run(writers, worker)
 
 
 # --- a minimal WebSocket client (text frames out, masked; frames in) ----------
@@ -202,23 +217,15 @@ class WS:
 def ws_all(host, port, bodies, connections):
     """Each connection takes the next frame, sends it and waits until every
     device of it is acked (acks are cumulative per device: one per device)."""
-    lock = threading.Lock()
-    state = {"next": 0, "fail": 0, "why": "", "shed": 0}
+    work = Work(len(bodies))
 
     def worker():
         try:
             ws = WS(host, port)
         except Exception as e:  # noqa: BLE001
-            with lock:
-                state["fail"] += 1
-                state["why"] = state["why"] or str(e)
+            work.failed(str(e))
             return
-        while True:
-            with lock:
-                i = state["next"]
-                state["next"] += 1
-            if i >= len(bodies):
-                break
+        while (i := work.next()) is not None:
             body, devices = bodies[i]
             # `overloaded` (a shard over batch.max-pending) closes the
             # connection with 1013, as the protocol says: reconnect after a
@@ -236,8 +243,8 @@ def ws_all(host, port, bodies, connections):
                     break
                 except Exception as e:  # noqa: BLE001
                     if "overloaded" in str(e) and attempt < 99:
-                        with lock:
-                            state["shed"] += 1
+                        with work.lock:
+                            work.shed += 1
                         try:
                             ws.s.close()
                         except OSError:
@@ -245,20 +252,13 @@ def ws_all(host, port, bodies, connections):
                         time.sleep(0.2)
                         ws = WS(host, port)
                         continue
-                    with lock:
-                        state["fail"] += 1
-                        state["why"] = state["why"] or str(e)
+                    work.failed(str(e))
                     return
         ws.s.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ws_all.shed = state["shed"]
-    return time.monotonic() - t0, state["fail"], state["why"]
+    result = work.run(connections, worker)
+    ws_all.shed = work.shed
+    return result
 
 
 def get_ms(conn, path, repeat):

@@ -54,11 +54,13 @@ std::vector<bucket> aggregate_device_raw(const store& db, std::string_view devic
 // read minute rollup rows bucket-major (one range scan over all devices),
 // whole-hour ones hour rows; others go device by device as
 // aggregate_device does. Readings still in the head log are added raw.
-// Answers are the same either way.
+// Answers are the same either way. From `parallel_min` devices (members,
+// and keys in `meta`) on, two threads each read half of the keys.
 status aggregate_fleet(const store& db, std::string_view prefix, std::string_view metric,
                        std::int64_t from, std::int64_t to, std::int64_t step_ms, bool group,
                        std::map<std::int64_t, aggregate>& merged,
-                       std::map<std::string, std::map<std::int64_t, aggregate>>& groups);
+                       std::map<std::string, std::map<std::int64_t, aggregate>>& groups,
+                       std::size_t parallel_min = 100000);
 
 struct stored_reading {
   std::uint64_t seq = 0;

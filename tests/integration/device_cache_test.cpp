@@ -8,30 +8,15 @@
 #include <string>
 #include <thread>
 
-#include "net/http_client.hpp"
+#include "tests/support/http.hpp"
 #include "tests/support/process.hpp"
 
 using namespace pulse;
 using namespace std::chrono_literals;
 using nlohmann::json;
+using test::http;
 
 namespace {
-
-net::http_response call(std::uint16_t port, const std::string& method, const std::string& target,
-                        const std::string& body = "") {
-  net::http_response res;
-  std::string err;
-  INFO(method << " " << target << ": " << err);
-  REQUIRE(net::http_request("127.0.0.1", port, method, target, body, res, err));
-  return res;
-}
-
-double metric(std::uint16_t port, const std::string& name) {
-  auto body = call(port, "GET", "/metrics").body;
-  auto at = body.find("\n" + name + " ");
-  REQUIRE(at != std::string::npos);
-  return std::stod(body.substr(at + name.size() + 2));
-}
 
 constexpr std::int64_t t0 = 1767225600000;  // 2026-01-01T00:00:00Z, an hour boundary
 
@@ -59,20 +44,20 @@ TEST_CASE("device cache: 3,000 devices through a 64 KiB cache keep exact last_se
       body += reading(d, round, round);  // ... and this round's
     }
     body += ']';
-    auto res = call(node.port, "POST", "/api/v1/readings", body);
+    auto res = http(node.port, "POST", "/api/v1/readings", body);
     INFO(res.body.substr(0, 300));
     REQUIRE(res.status == 200);
     std::this_thread::sleep_for(100ms);  // past head-max-age: checkpointed, cache swept
   }
-  CHECK(metric(node.port, "pulse_device_cache_evictions_total") > devices);
-  CHECK(metric(node.port, "pulse_device_cache_bytes") <= 65536);
-  CHECK(metric(node.port, "pulse_device_cache_devices") < devices);
+  CHECK(test::metric(node.port, "pulse_device_cache_evictions_total") > devices);
+  CHECK(test::metric(node.port, "pulse_device_cache_bytes") <= 65536);
+  CHECK(test::metric(node.port, "pulse_device_cache_devices") < devices);
 
   for (int d : {0, 1, 1234, 2999}) {
     auto id = "dc-" + std::to_string(d);
-    auto rec = json::parse(call(node.port, "GET", "/api/v1/devices/" + id).body);
+    auto rec = json::parse(http(node.port, "GET", "/api/v1/devices/" + id).body);
     CHECK(rec["last_seq"] == rounds);
-    auto agg = json::parse(call(node.port, "GET",
+    auto agg = json::parse(http(node.port, "GET",
                                 "/api/v1/devices/" + id + "/aggregate?metric=v&fn=count,sum,max&from=" +
                                   std::to_string(t0) + "&to=" + std::to_string(t0 + 3'600'000))
                              .body);
@@ -82,12 +67,12 @@ TEST_CASE("device cache: 3,000 devices through a 64 KiB cache keep exact last_se
     CHECK(agg["buckets"][0]["max"] == rounds);  // no duplicate (1000) stored
   }
   // A reading without seq continues from the stored last_seq of an evicted device.
-  auto res = call(node.port, "POST", "/api/v1/readings",
+  auto res = http(node.port, "POST", "/api/v1/readings",
                   R"({"device":"dc-5","ts":)" + std::to_string(t0 + 3'000'000) + R"(,"values":{"v":1}})");
   REQUIRE(res.status == 200);
   CHECK(json::parse(res.body)["acks"][0]["seq"] == rounds + 1);
   // The fleet sees every device once per round.
-  auto fleet = json::parse(call(node.port, "GET", "/api/v1/aggregate?metric=v&fn=count&prefix=dc-&from=" +
+  auto fleet = json::parse(http(node.port, "GET", "/api/v1/aggregate?metric=v&fn=count&prefix=dc-&from=" +
                                   std::to_string(t0) + "&to=" + std::to_string(t0 + 3'600'000))
                              .body);
   REQUIRE(fleet["buckets"].size() == 1);

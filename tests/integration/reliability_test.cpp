@@ -14,6 +14,7 @@
 #include <boost/asio.hpp>
 
 #include "net/http_client.hpp"
+#include "tests/support/http.hpp"
 #include "actors/routing.hpp"
 #include "net/ws_client.hpp"
 #include "tests/support/process.hpp"
@@ -26,25 +27,11 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-net::http_response request(std::uint16_t port, const std::string& method,
-                           const std::string& target) {
-  net::http_response res;
-  std::string err;
-  INFO(method << " " << target << ": " << err);
-  REQUIRE(net::http_request("127.0.0.1", port, method, target, "", res, err));
-  return res;
-}
-
-// The value of one Prometheus line `name value` in /metrics.
-double metric(std::uint16_t port, const std::string& name) {
-  auto body = request(port, "GET", "/metrics").body;
-  auto at = body.find("\n" + name + " ");
-  REQUIRE(at != std::string::npos);
-  return std::stod(body.substr(at + name.size() + 2));
-}
+using test::http;
+using test::metric;
 
 json device(std::uint16_t port, const std::string& id) {
-  auto res = request(port, "GET", "/api/v1/devices/" + id);
+  auto res = http(port, "GET", "/api/v1/devices/" + id);
   INFO(res.body);
   REQUIRE(res.status == 200);
   return json::parse(res.body);
@@ -54,7 +41,7 @@ json device(std::uint16_t port, const std::string& id) {
 bool wait_ready(std::uint16_t port, int status, std::chrono::milliseconds timeout = 10s) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (request(port, "GET", "/readyz").status == status) return true;
+    if (http(port, "GET", "/readyz").status == status) return true;
     std::this_thread::sleep_for(20ms);
   }
   return false;
@@ -166,7 +153,7 @@ TEST_CASE("shards crashed over and over under load lose no acked reading and sto
   auto until = std::chrono::steady_clock::now() + 4500ms;
   std::this_thread::sleep_for(300ms);
   while (std::chrono::steady_clock::now() < until) {
-    auto res = request(node.port, "POST", "/admin/shards/" + std::to_string(crashes % 2) + "/crash");
+    auto res = http(node.port, "POST", "/admin/shards/" + std::to_string(crashes % 2) + "/crash");
     REQUIRE(res.status == 202);
     ++crashes;
     std::this_thread::sleep_for(200ms);
@@ -190,27 +177,27 @@ TEST_CASE("past supervisor.max-restarts the node reports unhealthy, crashing nee
   test::temp_dir dir;
   {
     auto off = test::start_node(dir.path() + "/off");
-    CHECK(request(off.port, "POST", "/admin/shards/0/crash").status == 404);
-    CHECK(request(off.port, "GET", "/admin/shards/0/crash").status == 405);
+    CHECK(http(off.port, "POST", "/admin/shards/0/crash").status == 404);
+    CHECK(http(off.port, "GET", "/admin/shards/0/crash").status == 405);
     CHECK(metric(off.port, "pulse_shard_restarts_total") == 0);
   }
   auto node = test::start_node(dir.path() + "/db", {"--debug.fault-injection=true",
                                                     "--supervisor.max-restarts=2",
                                                     "--supervisor.window=1min"});
-  CHECK(request(node.port, "POST", "/admin/shards/9/crash").status == 404);
-  CHECK(request(node.port, "GET", "/admin/shards/0/crash").status == 405);
-  CHECK(request(node.port, "POST", "/admin/shards/x/crash").status == 404);
+  CHECK(http(node.port, "POST", "/admin/shards/9/crash").status == 404);
+  CHECK(http(node.port, "GET", "/admin/shards/0/crash").status == 405);
+  CHECK(http(node.port, "POST", "/admin/shards/x/crash").status == 404);
   for (int i = 0; i < 2; ++i) {
-    REQUIRE(request(node.port, "POST", "/admin/shards/0/crash").status == 202);
+    REQUIRE(http(node.port, "POST", "/admin/shards/0/crash").status == 202);
     auto deadline = std::chrono::steady_clock::now() + 10s;
     while (metric(node.port, "pulse_shard_restarts_total") < i + 1 &&
            std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(20ms);
     REQUIRE(wait_ready(node.port, 200));
   }
-  REQUIRE(request(node.port, "POST", "/admin/shards/0/crash").status == 202);
+  REQUIRE(http(node.port, "POST", "/admin/shards/0/crash").status == 202);
   CHECK(wait_ready(node.port, 503));
-  CHECK(request(node.port, "GET", "/healthz").status == 200);  // alive, not ready
+  CHECK(http(node.port, "GET", "/healthz").status == 200);  // alive, not ready
   CHECK(metric(node.port, "pulse_shard_restarts_total") == 2);
   // and it still stops in order
   CHECK(node.proc->stop(SIGTERM, 30s) == 0);
@@ -234,14 +221,20 @@ TEST_CASE("a shard left down past supervisor.max-restarts refuses its readings i
     return R"({"device":")" + device + R"(","seq":)" + std::to_string(seq) + R"(,"values":{"v":1}})";
   };
   // Reads frames until the close (bounded); returns the error frames.
+  // Frames that came before the close are still read (the client may have
+  // taken the error and the close frame before this loop starts).
   auto errors_until_close = [](net::ws_blocking_client& ws) {
     std::vector<json> errors;
     auto deadline = std::chrono::steady_clock::now() + 2500ms;
-    while (!ws.closed() && std::chrono::steady_clock::now() < deadline)
-      if (auto msg = ws.read(50ms)) {
-        auto j = json::parse(*msg);
-        if (j.contains("error")) errors.push_back(j["error"]);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto msg = ws.read(50ms);
+      if (!msg) {
+        if (ws.closed()) break;
+        continue;
       }
+      auto j = json::parse(*msg);
+      if (j.contains("error")) errors.push_back(j["error"]);
+    }
     return errors;
   };
   std::string err;
@@ -249,7 +242,7 @@ TEST_CASE("a shard left down past supervisor.max-restarts refuses its readings i
   REQUIRE(waiting.connect("127.0.0.1", node.port, err));
   REQUIRE(waiting.send_text(reading(down, 7), err));
   std::this_thread::sleep_for(200ms);  // in shard 0's inbox, its flush 3 s away
-  REQUIRE(request(node.port, "POST", "/admin/shards/0/crash").status == 202);
+  REQUIRE(http(node.port, "POST", "/admin/shards/0/crash").status == 202);
   // The reading waiting at the dead shard is refused with its seq and 1013,
   // well before the flush it would never get.
   auto errs = errors_until_close(waiting);
@@ -324,7 +317,7 @@ TEST_CASE("SIGTERM under load: acks go out before the 1001 close, exit 0, acked 
   // and acked, so nothing is stored that the client was not told about.
   CHECK(d["last_seq"].get<std::uint64_t>() == max_ack);
   auto agg = json::parse(
-    request(node.port, "GET", "/api/v1/devices/term-1/aggregate?metric=v&fn=count,sum").body);
+    http(node.port, "GET", "/api/v1/devices/term-1/aggregate?metric=v&fn=count,sum").body);
   REQUIRE(agg["buckets"].size() == 1);
   CHECK(agg["buckets"][0]["count"] == max_ack);
   CHECK(agg["buckets"][0]["sum"].get<double>() == static_cast<double>(max_ack * (max_ack + 1) / 2));
@@ -423,7 +416,7 @@ TEST_CASE("a peer that stops reading is cut off after net.write-timeout", "[reli
   int frames = flood_without_reading(node.port, "pulse_write_timeouts_total", 20ms);
   CHECK(metric(node.port, "pulse_write_timeouts_total") == 1);
   CHECK(metric(node.port, "pulse_write_queue_full_total") == 0);
-  CHECK(request(node.port, "GET", "/healthz").status == 200);
+  CHECK(http(node.port, "GET", "/healthz").status == 200);
   CHECK(frames < 400);
   std::cout << "[reliability] non-reading peer cut off by net.write-timeout after " << frames
             << " frames of 1000 bad readings\n";
@@ -532,5 +525,5 @@ TEST_CASE("a peer that reads too slowly is closed with 1013 past net.max-write-q
   flood_without_reading(node.port, "pulse_write_queue_full_total", 0ms);
   CHECK(metric(node.port, "pulse_write_queue_full_total") == 1);
   CHECK(metric(node.port, "pulse_write_timeouts_total") == 0);
-  CHECK(request(node.port, "GET", "/healthz").status == 200);
+  CHECK(http(node.port, "GET", "/healthz").status == 200);
 }

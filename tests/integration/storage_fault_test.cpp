@@ -18,6 +18,7 @@
 #include "net/http_client.hpp"
 #include "net/ws_client.hpp"
 #include "tests/integration/durable_support.hpp"
+#include "tests/support/http.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/ws_helpers.hpp"
 
@@ -29,14 +30,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-net::http_response http(std::uint16_t port, const std::string& method, const std::string& target,
-                        const std::string& body = "") {
-  net::http_response res;
-  std::string err;
-  INFO(method << " " << target << ": " << err);
-  REQUIRE(net::http_request("127.0.0.1", port, method, target, body, res, err, 20s));
-  return res;
-}
+using test::http;
 
 // Polls /readyz until its status is `want` (bounded); returns its last body.
 std::string wait_ready(std::uint16_t port, int want, std::chrono::milliseconds timeout,
@@ -57,10 +51,9 @@ std::string wait_ready(std::uint16_t port, int want, std::chrono::milliseconds t
   }
 }
 
+// `name` in a /metrics text, -1 when absent.
 double metric(const std::string& text, const std::string& name) {
-  auto at = text.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + name.size() + 2));
+  return test::find_metric(text, name).value_or(-1);
 }
 
 // While storage refuses writes: health 200, queries answer, a POST gets 503

@@ -342,6 +342,14 @@ TEST_CASE("fleet aggregates: the bucket-major rollup scan, the device-by-device 
     std::map<std::string, std::map<std::int64_t, aggregate>> groups, unused;
     REQUIRE(aggregate_fleet(t.db(), "fl-", "v", w.from, w.to, w.step, false, merged, unused).ok);
     REQUIRE(aggregate_fleet(t.db(), "fl-", "v", w.from, w.to, w.step, true, merged, groups).ok);
+    // The same read by two threads, each over half of the keys (meta and
+    // rollups), as a fleet of 100,000 devices or more is; and without a prefix.
+    std::map<std::int64_t, aggregate> merged2, all, all2;
+    std::map<std::string, std::map<std::int64_t, aggregate>> groups2, unused2;
+    REQUIRE(aggregate_fleet(t.db(), "fl-", "v", w.from, w.to, w.step, false, merged2, unused2, 0).ok);
+    REQUIRE(aggregate_fleet(t.db(), "fl-", "v", w.from, w.to, w.step, true, merged2, groups2, 0).ok);
+    REQUIRE(aggregate_fleet(t.db(), "", "v", w.from, w.to, w.step, false, all, unused2).ok);
+    REQUIRE(aggregate_fleet(t.db(), "", "v", w.from, w.to, w.step, false, all2, unused2, 0).ok);
     auto same = [](const std::map<std::int64_t, aggregate>& a,
                    const std::map<std::int64_t, aggregate>& b) {
       std::vector<std::tuple<std::int64_t, std::uint64_t, double, double, double, double, double>> x, y;
@@ -352,6 +360,14 @@ TEST_CASE("fleet aggregates: the bucket-major rollup scan, the device-by-device 
       return x == y;
     };
     CHECK(same(merged, want));
+    CHECK(same(merged2, want));
+    CHECK(same(all2, all));
+    CHECK(groups2.size() == groups.size());
+    for (auto& [dev, m] : groups2) CHECK(same(m, groups[dev]));
+    std::uint64_t fl = 0, total = 0;
+    for (auto& [tt, g] : merged) fl += g.count;
+    for (auto& [tt, g] : all) total += g.count;
+    CHECK(total > fl);  // the other devices count too
     std::size_t nonempty = 0;
     for (auto& [dev, m] : groups) {
       CHECK(dev.rfind("fl-", 0) == 0);

@@ -2,6 +2,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <random>
 
 #include "storage/batcher.hpp"
@@ -106,6 +107,51 @@ TEST_CASE("meta record decoder rejects garbage", "[store]") {
     for (int f = 0; f < 2; ++f) s[rng() % s.size()] ^= static_cast<char>(1 << (rng() % 8));
     if (decode_meta(s, out))
       for (const auto& l : out.latest) CHECK(l.metric < out.metrics.size());
+  }
+}
+
+TEST_CASE("meta summary (fleet queries) agrees with the full decoder and rejects garbage", "[store]") {
+  meta_record rec;
+  rec.last_seq = 42;
+  rec.metrics = {"voltage", "current", "e.l1"};
+  rec.meta = R"({"model":"x"})";
+  rec.earliest_ts = 1000;
+  rec.latest_ts = 5000;
+  rec.latest = {{2, 1.5}};
+  std::string v;
+  encode_meta(rec, v);
+  meta_summary sum;
+  REQUIRE(decode_meta_summary(v, "e.l1", sum));
+  CHECK(sum.found);
+  CHECK(sum.id == 2);
+  CHECK(sum.earliest_ts == 1000);
+  CHECK(sum.latest_ts == 5000);
+  REQUIRE(decode_meta_summary(v, "voltage", sum));
+  CHECK(sum.id == 0);
+  REQUIRE(decode_meta_summary(v, "power", sum));
+  CHECK_FALSE(sum.found);
+  // Truncations never read past the end; a record the summary accepts is
+  // never one the full decoder calls malformed in the part the summary reads.
+  for (std::size_t n = 0; n < v.size(); ++n) {
+    decode_meta_summary(v.substr(0, n), "current", sum);
+    meta_record out;
+    if (decode_meta(v.substr(0, n), out)) CHECK(false);
+  }
+  std::mt19937_64 rng(2);
+  meta_record out;
+  for (int i = 0; i < 20000; ++i) {
+    std::string s = v;
+    for (int f = 0; f < 3; ++f) s[rng() % s.size()] ^= static_cast<char>(1 << (rng() % 8));
+    bool full = decode_meta(s, out);
+    bool skim = decode_meta_summary(s, "current", sum);
+    if (full) {  // whatever the full decoder accepts, the summary reads the same way
+      REQUIRE(skim);
+      auto at = std::find(out.metrics.begin(), out.metrics.end(), "current");
+      CHECK(sum.found == (at != out.metrics.end()));
+      if (sum.found) CHECK(sum.id == static_cast<std::uint32_t>(at - out.metrics.begin()));
+      CHECK(sum.earliest_ts == out.earliest_ts);
+      CHECK(sum.latest_ts == out.latest_ts);
+    }
   }
 }
 
