@@ -83,6 +83,7 @@
 
 namespace pulse {
 
+class write_window;
 
 // Who a shard answers for the readings it was sent: a WebSocket connection's
 // ingest path or a POST. Called from the shard's thread; implementations only
@@ -181,20 +182,20 @@ using context_ptr = std::shared_ptr<node_context>;
 // Where a writer puts a device's readings: its shard (single node: shard_of,
 // as it always was), or in a cluster the device's shard here when this node
 // owns it, else the forwarder's slot (index storage.shards), which sends it
-// on to its owner. Takes the member list once: make one per frame or body.
+// on to its owner. In a cluster, a device with readings still unacked in the
+// writer's window goes where those went (write_window::slot_of), whoever
+// owns it now. Takes the member list once: make one per frame or body.
 class slot_router {
  public:
-  explicit slot_router(const node_context& ctx) : shards_(ctx.settings.shards) {
+  slot_router(const node_context& ctx, const write_window& window)
+      : shards_(ctx.settings.shards), window_(window) {
     if (ctx.settings.cluster.enabled()) members_ = ctx.live_members();
   }
-  std::size_t operator()(std::string_view device) const {
-    if (!members_) return shard_of(device, shards_);
-    auto o = owner_of(device, *members_);
-    return o.member == 0 ? o.shard : shards_;  // this node is the first member
-  }
+  std::size_t operator()(const std::string& device) const;
 
  private:
   std::size_t shards_;
+  const write_window& window_;
   std::shared_ptr<const std::vector<member_info>> members_;
 };
 

@@ -344,7 +344,7 @@ caf::behavior ingest_actor(caf::stateful_actor<ingest_state>* self, context_ptr 
         st.window.start(std::move(shards), *st.ctx,
                         make_actor_writer(caf::actor_cast<caf::actor>(self)));
         auto n_shards = st.window.shards();
-        slot_router route{*st.ctx};
+        slot_router route{*st.ctx, st.window};
         // All or nothing here too: refuse the body if a shard it needs is full.
         std::vector<std::uint64_t> need(n_shards);
         for (auto& b : frame->batches) need[route(b.device)] += b.size();

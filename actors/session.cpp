@@ -333,7 +333,7 @@ class ingest_path : public std::enable_shared_from_this<ingest_path> {
       caf::anon_send(session_, unsubscribe_atom::value, std::move(f.unsubscribe));
     auto n = f.readings();
     if (n == 0) return;
-    slot_router route{*ctx_};
+    slot_router route{*ctx_, window_};
     if (!admit(f, route)) return;
     for (auto& b : f.batches) {
       if (b.empty()) continue;

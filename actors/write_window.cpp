@@ -46,6 +46,7 @@ void write_window::start(std::vector<caf::actor> shards, node_context& ctx, writ
   ctx_ = &ctx;
   writer_ = std::move(writer);
   pending_.resize(table_.size());
+  track_devices_ = ctx.settings.cluster.enabled();
 }
 
 void write_window::push(std::size_t i, const entry& e) {
@@ -62,6 +63,11 @@ void write_window::send(std::size_t i, reading_batch&& b) {
           std::chrono::steady_clock::now()};
   ctx_->shard_load[i].fetch_add(n, std::memory_order_relaxed);
   push(i, e);
+  if (track_devices_) {
+    auto [d, fresh] = devices_.try_emplace(e.batch->device, i, 0);
+    d->second.first = i;  // the caller routed by slot_of: the same slot
+    ++d->second.second;
+  }
   pending_[i].push_back(std::move(e));
   readings_ += n;
 }
@@ -76,6 +82,7 @@ void write_window::ack(std::size_t i, std::uint64_t ticket) {
   while (!q.empty() && q.front().ticket <= ticket) {
     done += q.front().readings;
     latency.observe(std::chrono::duration<double>(now - q.front().taken).count());
+    forget_device(q.front());
     q.pop_front();
   }
   readings_ -= done;
@@ -91,10 +98,33 @@ void write_window::restarted(std::size_t i, caf::actor a) {
 void write_window::drop(std::size_t i) {
   if (i >= pending_.size()) return;
   std::uint64_t n = 0;
-  for (auto& e : pending_[i]) n += e.readings;
+  for (auto& e : pending_[i]) {
+    n += e.readings;
+    forget_device(e);
+  }
   pending_[i] = fifo{};
   readings_ -= n;
   ctx_->shard_load[i].fetch_sub(n, std::memory_order_relaxed);
+}
+
+void write_window::forget_device(const entry& e) {
+  if (!track_devices_) return;
+  auto d = devices_.find(e.batch->device);
+  if (d != devices_.end() && --d->second.second == 0) devices_.erase(d);
+}
+
+std::optional<std::size_t> write_window::slot_of(const std::string& device) const {
+  if (devices_.empty()) return std::nullopt;
+  auto d = devices_.find(device);
+  if (d == devices_.end()) return std::nullopt;
+  return d->second.first;
+}
+
+std::size_t slot_router::operator()(const std::string& device) const {
+  if (!members_) return shard_of(device, shards_);
+  if (auto sticky = window_.slot_of(device)) return *sticky;
+  auto o = owner_of(device, *members_);
+  return o.member == 0 ? o.shard : shards_;  // this node is the first member
 }
 
 std::optional<std::uint64_t> write_window::first_seq(std::size_t i) const {

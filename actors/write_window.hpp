@@ -17,6 +17,13 @@
 // readings sent and not yet acked, which admission checks): + on send, - on
 // ack, and whatever is still unacked when the window goes away.
 //
+// In a cluster the window also remembers which slot each device's unacked
+// readings went to: a device whose owner changed (a member went down or came
+// back) keeps going that way until they are answered (slot_router asks
+// `slot_of`). Otherwise a reading routed the new way could be stored before
+// an older one still on its way (or being retried) the old way, and the
+// older one would then be dropped as a duplicate and acked: lost.
+//
 // Concurrency: owned by one actor (a POST) or one connection's ingest path
 // (on its strand), touched by it alone. Sends are anonymous: shards answer
 // the window's writer.
@@ -25,6 +32,8 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -74,6 +83,8 @@ class write_window {
   bool waiting_on(std::size_t i) const { return !pending_[i].empty(); }
   // The seq of the oldest unacked reading at shard i, if it has one.
   std::optional<std::uint64_t> first_seq(std::size_t i) const;
+  // Cluster only: the slot the device's unacked readings are at, if any.
+  std::optional<std::size_t> slot_of(const std::string& device) const;
   // Readings unacked over all shards.
   std::uint64_t readings() const { return readings_; }
   bool empty() const { return readings_ == 0; }
@@ -87,6 +98,7 @@ class write_window {
   };
 
   void push(std::size_t i, const entry& e);
+  void forget_device(const entry& e);
 
   // A FIFO that allocates nothing until its first entry (std::deque
   // allocates on construction): an idle connection's window costs a few
@@ -120,6 +132,9 @@ class write_window {
   std::vector<fifo> pending_;
   std::uint64_t last_ticket_ = 0;
   std::uint64_t readings_ = 0;
+  // Cluster only: device -> (slot, batches of it unacked there).
+  bool track_devices_ = false;
+  std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> devices_;
 };
 
 }  // namespace pulse
