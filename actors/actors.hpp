@@ -184,17 +184,22 @@ using context_ptr = std::shared_ptr<node_context>;
 // owns it, else the forwarder's slot (index storage.shards), which sends it
 // on to its owner. In a cluster, a device with readings still unacked in the
 // writer's window goes where those went (write_window::slot_of), whoever
-// owns it now. Takes the member list once: make one per frame or body.
+// owns it now. With cluster.replicas above 1 every reading goes to the
+// forwarder, which writes it on each of its replicas (this node's owner
+// endpoint among them). Takes the member list once: make one per frame or body.
 class slot_router {
  public:
   slot_router(const node_context& ctx, const write_window& window)
-      : shards_(ctx.settings.shards), window_(window) {
+      : shards_(ctx.settings.shards),
+        replicated_(ctx.settings.cluster.replicas > 1),
+        window_(window) {
     if (ctx.settings.cluster.enabled()) members_ = ctx.live_members();
   }
   std::size_t operator()(const std::string& device) const;
 
  private:
   std::size_t shards_;
+  bool replicated_;
   const write_window& window_;
   std::shared_ptr<const std::vector<member_info>> members_;
 };

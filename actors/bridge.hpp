@@ -72,6 +72,9 @@ struct cluster_settings {
   std::chrono::milliseconds heartbeat_interval{250};
   std::chrono::milliseconds heartbeat_timeout{2000};
   std::chrono::milliseconds reconnect_max{5000};  // reconnect backoff cap
+  // cluster.replicas: the members each reading is written on before its ack
+  // (as many as are live, when fewer are).
+  std::size_t replicas = 1;
   bool enabled() const { return port != 0; }
 };
 

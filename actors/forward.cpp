@@ -13,6 +13,11 @@
 // old owner did store is deduplicated by seq only if it lands on the same
 // owner again (with cluster.replicas=1 the old owner's data stays on it).
 //
+// With cluster.replicas above 1 every reading comes here (slot_router), is
+// sent to each of its device's replicas (replicas_of) and acked once all of
+// them answered; one failing sends it again to the replicas of then, where
+// those that have it drop the copy by seq.
+//
 // Lifecycle: spawned by the bridge in cluster mode, stopped with the node.
 // Concurrency: one event-based actor; writers reach it only through the
 // inbox and answers go out through their shard_writer (posts, never blocks).
@@ -37,8 +42,10 @@ constexpr std::chrono::milliseconds retry_delay{100};
 
 struct held {
   write_item item;
-  std::uint64_t seq = 0;  // durable seq of its device, from the owner's answer
+  std::uint64_t seq = 0;  // durable seq of its device, from the owners' answers
   bool done = false;
+  std::size_t out = 0;    // destinations not answered yet
+  bool failed = false;    // one of them failed: send again
 };
 using held_ptr = std::shared_ptr<held>;
 
@@ -56,6 +63,7 @@ struct forward_state {
   std::vector<write_item> drained;
   std::unordered_map<const shard_writer*, writer_queue> writers;
   std::vector<held_ptr> retry;  // failed, waiting for the retry timer
+
   bool retry_armed = false;
   // One request in flight per device: a device's later readings wait here
   // until its earlier ones are answered. Otherwise, across an owner's death,
@@ -100,40 +108,57 @@ void arm_retry(forward_ptr self) {
 
 void send(forward_ptr self, std::vector<held_ptr> items);
 
-// `hs` were answered: their devices' waiting readings go out now.
-void release(forward_ptr self, const std::vector<held_ptr>& hs) {
+// One of h's destinations answered: `ok` if its write returned OK. Once all
+// have, h is done (acked in its writer's order by settle) and its device's
+// waiting readings go out; if any failed, h is sent again to the owners of
+// then (those that stored it drop the copy as a duplicate), before them.
+void answered(forward_ptr self, const held_ptr& h, bool ok, std::vector<held_ptr>& next) {
   auto& st = self->state;
-  std::vector<held_ptr> next;
-  for (auto& h : hs) {
-    const auto& device = h->item.batch->device;
-    auto f = st.in_flight.find(device);
-    if (f == st.in_flight.end() || --f->second > 0) continue;
-    st.in_flight.erase(f);
-    if (auto w = st.waiting.find(device); w != st.waiting.end()) {
-      for (auto& x : w->second) next.push_back(std::move(x));
-      st.waiting.erase(w);
-    }
+  if (!ok) h->failed = true;
+  if (--h->out > 0) return;
+  const auto& device = h->item.batch->device;
+  auto f = st.in_flight.find(device);
+  if (h->failed) {
+    // Still counted as the device's (the entry stays): later readings wait.
+    if (f != st.in_flight.end() && f->second > 0) --f->second;
+    st.retry.push_back(h);
+    arm_retry(self);
+    return;
   }
-  if (!next.empty()) send(self, std::move(next));
+  h->done = true;
+  if (f == st.in_flight.end() || --f->second > 0) return;
+  st.in_flight.erase(f);
+  if (auto w = st.waiting.find(device); w != st.waiting.end()) {
+    for (auto& x : w->second) next.push_back(std::move(x));
+    st.waiting.erase(w);
+  }
 }
 
-// Sends items to their owners, one request per owner. Every item sent is
-// counted in flight for its device until its request is answered.
+// Sends items to their owners (with cluster.replicas > 1, to each of their
+// replicas), one request per member. Every item sent is counted in flight
+// for its device until all its destinations have answered.
 void send(forward_ptr self, std::vector<held_ptr> items) {
   auto& st = self->state;
+  if (items.empty()) return;
   auto members = st.ctx->live_members();
+  const auto replicas = st.ctx->settings.cluster.replicas;
   std::map<std::size_t, std::vector<held_ptr>> groups;
-  for (auto& h : items) groups[owner_of(h->item.batch->device, *members).member].push_back(h);
-  for (auto& h : items) ++st.in_flight[h->item.batch->device];
+  std::vector<std::size_t> dests;
+  for (auto& h : items) {
+    const auto& device = h->item.batch->device;
+    if (replicas > 1) replicas_of(device, *members, replicas, dests);
+    else dests.assign(1, owner_of(device, *members).member);
+    h->out = dests.size();
+    h->failed = false;
+    ++st.in_flight[device];
+    for (auto m : dests) groups[m].push_back(h);
+  }
   auto timeout = st.ctx->settings.cluster.heartbeat_timeout + std::chrono::seconds(3);
+  std::vector<held_ptr> next;
   for (auto& [m, hs] : groups) {
     auto& dest = (*members)[m];
     if (!dest.owner) {
-      for (auto& h : hs) {
-        --st.in_flight[h->item.batch->device];
-        st.retry.push_back(h);
-      }
-      arm_retry(self);
+      for (auto& h : hs) answered(self, h, false, next);
       continue;
     }
     std::vector<reading_batch> batches;
@@ -144,26 +169,26 @@ void send(forward_ptr self, std::vector<held_ptr> items) {
       .then(
         [=](ack_list& acks) {
           std::unordered_map<std::string, std::uint64_t> seqs(acks.begin(), acks.end());
+          std::vector<held_ptr> next;
           for (auto& h : hs) {
-            h->done = true;
-            if (auto i = seqs.find(h->item.batch->device); i != seqs.end()) h->seq = i->second;
+            if (auto i = seqs.find(h->item.batch->device); i != seqs.end())
+              h->seq = std::max(h->seq, i->second);
+            answered(self, h, true, next);
           }
           settle(self);
-          release(self, hs);
+          send(self, std::move(next));
         },
         [=](caf::error& err) {
           if (auto n = self->state.ctx->metrics.shed_log.admit())
             spdlog::warn("forwarder: {} batches for {} not written ({}); sending again ({} such "
                          "in the last second)", hs.size(), name, caf::to_string(err), n);
-          // Still theirs: the retry sends them again first (in_flight is
-          // counted again by that send), later readings keep waiting.
-          for (auto& h : hs) {
-            --self->state.in_flight[h->item.batch->device];
-            self->state.retry.push_back(h);
-          }
-          arm_retry(self);
+          std::vector<held_ptr> next;
+          for (auto& h : hs) answered(self, h, false, next);
+          settle(self);
+          send(self, std::move(next));
         });
   }
+  send(self, std::move(next));
 }
 
 void drain(forward_ptr self) {

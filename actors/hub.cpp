@@ -4,6 +4,8 @@
 // the hub keeps no copy of every device's latest values.
 
 
+#include <algorithm>
+
 #include <caf/all.hpp>
 
 #include "actors/actors.hpp"
@@ -95,6 +97,18 @@ caf::behavior hub_actor(hub_ptr self, context_ptr ctx) {
       update_count(self);
     },
     [=](publish_atom, std::vector<latest_value>& values) {
+      // With replicas every replica flushes a device's readings: only its
+      // first live replica (its owner) publishes them, or subscribers would
+      // get each update once per replica.
+      if (self->state.ctx->settings.cluster.replicas > 1) {
+        auto members = self->state.ctx->live_members();
+        values.erase(std::remove_if(values.begin(), values.end(),
+                                    [&](const latest_value& v) {
+                                      return owner_of(v.device, *members).member != 0;
+                                    }),
+                     values.end());
+        if (values.empty()) return;
+      }
       // From this node's shards: to the members with subscribers too.
       if (self->state.ctx->peer_subscribers.load() > 0) {
         auto members = self->state.ctx->live_members();

@@ -155,6 +155,7 @@ caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ct
   st.ctx = ctx;
   st.qctx.db = ctx->db.get();
   st.qctx.node_name = ctx->settings.node_name;
+  st.qctx.replicas = ctx->settings.cluster.replicas;
   node_context* raw = ctx.get();
   st.qctx.online = [raw](std::string_view device) { return raw->online.contains(device); };
   st.qctx.clock = [raw] { return raw->now(); };
@@ -437,6 +438,7 @@ query_peer_actor::behavior_type query_peer_actor_fn(query_peer_actor::pointer se
       api::query_context qctx;
       qctx.db = ctx->db.get();
       qctx.node_name = ctx->settings.node_name;
+      qctx.replicas = ctx->settings.cluster.replicas;
       node_context* raw = ctx.get();
       qctx.online = [raw](std::string_view device) { return raw->online.contains(device); };
       qctx.clock = [raw] { return raw->now(); };

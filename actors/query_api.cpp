@@ -252,6 +252,9 @@ struct agg_request {
   std::int64_t step_ms = 0;              // 0: one bucket for the whole window
   unsigned fns = fn_default;
   out_format format = out_format::json;
+  // A member's part with cluster.replicas > 1 (query_context::replicas):
+  // buckets of an hour at most, kept apart, and a fleet's per device.
+  bool replica_part = false;
 };
 
 failure parse_agg_request(const query_context& ctx, const params& p, std::string_view accept,
@@ -261,6 +264,8 @@ failure parse_agg_request(const query_context& ctx, const params& p, std::string
   if (!valid_metric_name(*metric))
     return bad_request("metric must be 1-64 characters of [A-Za-z0-9_.], got '" + *metric + "'");
   r.metric = *metric;
+  r.replica_part = ctx.replicas > 1 && !ctx.member_answers && p.find("partials") &&
+                   *p.find("partials") == "1";
   if (auto f = parse_window(ctx, p, r.from, r.to)) return f;
   if (auto f = parse_format(p, accept, r.format)) return f;
   if (auto s = p.find("step")) {
@@ -285,6 +290,9 @@ failure parse_agg_request(const query_context& ctx, const params& p, std::string
 // hours or minutes keeps those bucket edges on rollup edges.
 std::int64_t storage_step(const agg_request& r) {
   if (r.step_ms > 0) return r.step_ms;
+  // A replicated member's part: hours at most, so that the coordinator picks
+  // the fullest replica hour by hour (answer_buckets merges them after).
+  if (r.replica_part && r.to - r.from > ms_per_hour) return ms_per_hour;
   auto span = r.to - r.from;
   auto round_up = [](std::int64_t v, std::int64_t unit) { return (v + unit - 1) / unit * unit; };
   if (span >= ms_per_hour) return round_up(span, ms_per_hour);
@@ -297,7 +305,7 @@ std::int64_t storage_step(const agg_request& r) {
 std::vector<storage::bucket> answer_buckets(const agg_request& r,
                                             std::vector<storage::bucket> raw) {
   std::vector<storage::bucket> out;
-  if (r.step_ms == 0) {
+  if (r.step_ms == 0 && !r.replica_part) {
     storage::bucket one;
     one.t = r.from;
     for (auto& b : raw)
@@ -430,8 +438,12 @@ json partial_buckets_json(const std::vector<storage::bucket>& buckets) {
   return arr;
 }
 
-// Merges a member's partial buckets into `into` (by bucket start).
-void merge_partial_buckets(const json& arr, std::map<std::int64_t, storage::aggregate>& into) {
+// Merges a member's partial buckets into `into` (by bucket start). With
+// `fullest` (replicas) a bucket is not added up but replaced by the member's
+// when that holds more readings: replicas hold the same readings, save those
+// written while one of them was down.
+void merge_partial_buckets(const json& arr, std::map<std::int64_t, storage::aggregate>& into,
+                           bool fullest = false) {
   if (!arr.is_array()) return;
   for (auto& j : arr) {
     storage::aggregate a;
@@ -447,7 +459,9 @@ void merge_partial_buckets(const json& arr, std::map<std::int64_t, storage::aggr
     a.last = j.value("last", 0.0);
     a.last_ts = j.value("last_ts", std::int64_t{0});
     a.last_seq = j.value("last_seq", std::uint64_t{0});
-    into[j.value("t", std::int64_t{0})].merge(a);
+    auto& slot = into[j.value("t", std::int64_t{0})];
+    if (!fullest) slot.merge(a);
+    else if (a.count > slot.count) slot = a;
   }
 }
 
@@ -462,9 +476,12 @@ std::vector<json> member_bodies(const query_context& ctx) {
 }
 
 // "partial" (and "missing") of a cluster answer.
+// With replicas, every device is on some member up while fewer than
+// `replicas` are missing.
 void mark_partial(const query_context& ctx, json& j) {
-  j["partial"] = !ctx.missing.empty();
-  if (!ctx.missing.empty()) j["missing"] = ctx.missing;
+  bool partial = !ctx.missing.empty() && ctx.missing.size() >= ctx.replicas;
+  j["partial"] = partial;
+  if (partial) j["missing"] = ctx.missing;
 }
 
 json buckets_json(const std::vector<storage::bucket>& buckets, unsigned fns,
@@ -765,7 +782,7 @@ http_answer device_aggregate(const query_context& ctx, const std::string& id, co
     bool found = false;
     for (auto& j : member_bodies(ctx)) {
       found = found || j.value("found", true);
-      merge_partial_buckets(j["buckets"], merged);
+      merge_partial_buckets(j["buckets"], merged, ctx.replicas > 1);
     }
     if (!found && ctx.missing.empty()) return not_found("no device " + id);
     buckets = answer_buckets(r, merged);
@@ -824,24 +841,33 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p, std::stri
   if (ctx.member_answers) {
     if (counters)
       return bad_request("fn=increase and fn=rate are not available in a cluster (yet)");
+    // With replicas the members answer per device, and each device's
+    // buckets are taken from its fullest replica.
+    const bool fullest = ctx.replicas > 1;
     for (auto& j : member_bodies(ctx)) {
-      if (group) {
+      if (group || fullest) {
         if (j["groups"].is_array())
           for (auto& g : j["groups"])
-            merge_partial_buckets(g["buckets"], by_device[g.value("device", std::string{})]);
+            merge_partial_buckets(g["buckets"], by_device[g.value("device", std::string{})],
+                                  fullest);
       } else {
         merge_partial_buckets(j["buckets"], merged);
       }
     }
+    if (fullest && !group) {
+      for (auto& [device, m] : by_device)
+        for (auto& [t, agg] : m) merged[t].merge(agg);
+      by_device.clear();
+    }
   } else {
     if (auto f = require_db(ctx)) return *f;
     auto st = storage::aggregate_fleet(*ctx.db, prefix, r.metric, r.from, r.to, storage_step(r),
-                                       group || counters, merged, by_device);
+                                       group || counters || r.replica_part, merged, by_device);
     if (!st) return internal_error("aggregating the fleet: " + st.message);
   }
   if (partials && !ctx.member_answers) {
     json j;
-    if (group) {
+    if (group || r.replica_part) {
       auto groups = json::array();
       for (auto& [device, m] : by_device) {
         auto buckets = answer_buckets(r, m);

@@ -70,6 +70,12 @@ struct query_context {
   // not answer in time: the answer is then "partial":true with "missing".
   const std::vector<std::string>* member_answers = nullptr;
   std::vector<std::string> missing;
+  // cluster.replicas. Above 1 a device's readings are on several members:
+  // the coordinator takes each (device, bucket) from the member holding the
+  // most readings in it instead of adding the members' partials up, members
+  // answer fleet partials per device for that, and an answer is partial
+  // only when `replicas` members or more are missing.
+  std::size_t replicas = 1;
 };
 
 // Cluster: whether a GET is answered by merging the members' partial answers

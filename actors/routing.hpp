@@ -6,6 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <utility>
+#include <vector>
+#include <algorithm>
 
 namespace pulse {
 
@@ -97,6 +100,32 @@ inline std::size_t member_shard_of(std::string_view device, std::uint64_t name_h
     }
   }
   return best;
+}
+
+}  // namespace pulse
+
+namespace pulse {
+
+// With cluster.replicas = r: the members that hold a device, best first —
+// the r (or all, when fewer are live) of highest weight for it, a member's
+// weight being that of its best shard. The first is owner_of's member.
+template <class Members>
+void replicas_of(std::string_view device, const Members& members, std::size_t r,
+                 std::vector<std::size_t>& out) {
+  auto h = device_hash(device);
+  std::vector<std::pair<std::uint64_t, std::size_t>> ranked;  // (weight, member)
+  ranked.reserve(members.size());
+  for (std::size_t m = 0; m < members.size(); ++m) {
+    std::uint64_t best = 0;
+    for (std::size_t s = 0; s < members[m].shards; ++s)
+      best = std::max(best, member_weight(h, members[m].name_hash, s));
+    if (members[m].shards > 0) ranked.emplace_back(best, m);
+  }
+  r = std::min(r, ranked.size());
+  std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(r), ranked.end(),
+                    [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  out.clear();
+  for (std::size_t i = 0; i < r; ++i) out.push_back(ranked[i].second);
 }
 
 }  // namespace pulse

@@ -122,6 +122,7 @@ std::optional<std::size_t> write_window::slot_of(const std::string& device) cons
 
 std::size_t slot_router::operator()(const std::string& device) const {
   if (!members_) return shard_of(device, shards_);
+  if (replicated_) return shards_;
   if (auto sticky = window_.slot_of(device)) return *sticky;
   auto o = owner_of(device, *members_);
   return o.member == 0 ? o.shard : shards_;  // this node is the first member

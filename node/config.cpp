@@ -133,7 +133,9 @@ node_config::node_config() {
     .add(heartbeat_timeout, "heartbeat-timeout",
          "a member silent this long is marked down (its connection dropping marks it down at once)")
     .add(reconnect_max, "reconnect-max",
-         "longest wait between attempts to reach a member or seed that is down (backoff from 100ms)");
+         "longest wait between attempts to reach a member or seed that is down (backoff from 100ms)")
+    .add(settings.cluster.replicas, "replicas",
+         "members each reading is written on before it is acked (1-5; as many as are live when fewer)");
   opt_group{custom_options_, "auth"}.add(auth_tokens_file, "tokens-file",
                                          "device and reader tokens (empty = auth off)");
   opt_group{custom_options_, "debug"}.add(
@@ -258,6 +260,9 @@ std::string node_config::validate() const {
     if (!parse_endpoint(seed, host, port))
       return "cluster.seeds: \"" + seed + "\" is not host:port";
   }
+  if (cs.replicas < 1 || cs.replicas > 5) return "cluster.replicas must be 1 to 5";
+  if (cs.replicas > 1 && cs.port == 0)
+    return "cluster.replicas needs cluster.port: replicas live on other members";
   if (cs.port != 0 && cs.port == net.port)
     return "cluster.port must differ from net.port";
   if (heartbeat_interval.count() <= 0) return "cluster.heartbeat-interval must be positive";

@@ -1,5 +1,5 @@
 // Integration: kill -9 of one of three nodes under simulator load, with
-// cluster.replicas=1 (the only mode of this version; docs/cluster.md). The
+// cluster.replicas=1 (docs/cluster.md; cluster_replicas_test.cpp has 2). The
 // survivor the simulator writes to keeps acking (the dead node's devices are
 // re-homed to the survivors), no acked reading is lost, and once the dead node
 // is back with its storage every acked reading is in the merged answers.

@@ -133,6 +133,9 @@ TEST_CASE("pulse-node refuses cluster settings that cannot work and names them",
     {{"--cluster.port=7100", "--cluster.seeds=[\"nohost\"]"}, "\"nohost\" is not host:port"},
     {{"--cluster.port=7100", "--cluster.heartbeat-interval=1s", "--cluster.heartbeat-timeout=1s"},
      "cluster.heartbeat-timeout"},
+    {{"--cluster.port=7100", "--cluster.replicas=0"}, "cluster.replicas must be 1 to 5"},
+    {{"--cluster.port=7100", "--cluster.replicas=9"}, "cluster.replicas must be 1 to 5"},
+    {{"--cluster.replicas=2"}, "cluster.replicas needs cluster.port"},
   };
   for (auto& c : cases) {
     std::vector<std::string> args = {"--net.port=0", "--storage.path=" + db};
