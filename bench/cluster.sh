@@ -6,6 +6,8 @@
 #                            a single node, then a 3-node cluster entered only at node-a
 #                            (2/3 of the devices are owned elsewhere, so forwarded); the
 #                            cluster's figure is the CPU of all three nodes per reading.
+#                            CLUSTER_ARGS go to the cluster's nodes, e.g.
+#                            CLUSTER_ARGS=--cluster.replicas=2 for two copies of each reading.
 #   bench/cluster.sh scale   DEVICES (50,000) simulated devices over SIMS (6) pulse-sim
 #                            processes, two per node (this machine allows 20,000 open files
 #                            per process: a node holds DEVICES/3 connections), each device
@@ -77,7 +79,7 @@ cluster() {
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 cost() {
-  echo "node CPU per reading acked, 1000 connections x 1 reading/frame, 4 in flight, ${MEASURE}s, $RUNS runs"
+  echo "node CPU per reading acked, 1000 connections x 1 reading/frame, 4 in flight, ${MEASURE}s, $RUNS runs${CLUSTER_ARGS:+, cluster: $CLUSTER_ARGS}"
   echo "| run | single node readings/s | single node us/reading | 3 nodes via node-a readings/s | 3 nodes us/reading (a + b + c) |"
   echo "|---|---|---|---|---|"
   local run one three
@@ -86,7 +88,8 @@ cost() {
     one=$("$lg_bin" --node="$NODE_ADDR" --node-pid="$NODE_PID" --connections=1000 --batch=1 \
       --inflight=4 --duration="${MEASURE}s" --warmup="${WARMUP}s" --json --quiet 2>/dev/null)
     stop_all
-    cluster
+    # shellcheck disable=SC2086  # CLUSTER_ARGS: several words
+    cluster ${CLUSTER_ARGS:-}
     three=$("$lg_bin" --node="$A_ADDR" --node-pid="$A_PID" --also-pid="$B_PID" --also-pid="$C_PID" \
       --connections=1000 --batch=1 --inflight=4 --duration="${MEASURE}s" --warmup="${WARMUP}s" \
       --json --quiet 2>/dev/null)
