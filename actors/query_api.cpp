@@ -729,6 +729,61 @@ http_answer readings_csv(const std::vector<storage::stored_reading>& rows, const
   return a;
 }
 
+json readings_json(const std::string& id, const std::vector<storage::stored_reading>& rows,
+                   const std::string& next) {
+  json j;
+  j["device"] = id;
+  j["readings"] = json::array();
+  for (auto& r : rows) {
+    json values = json::object();
+    for (auto& [name, v] : r.values) values[name] = v;
+    j["readings"].push_back(json{{"seq", r.seq}, {"ts", r.ts}, {"values", std::move(values)}});
+  }
+  j["next_cursor"] = next.empty() ? json(nullptr) : json(next);
+  return j;
+}
+
+// Cluster: the members' pages after the same cursor merged in (ts, seq)
+// order, a reading that several members hold (replicas, or one written again
+// by a new owner) once, the first `limit` kept. The next cursor is the last
+// reading's (ts, seq), as on a single node, so paging goes on across members.
+http_answer merged_readings(const query_context& ctx, const std::string& id, std::size_t limit,
+                            out_format format) {
+  std::vector<storage::stored_reading> rows;
+  bool found = false, more = false;
+  for (auto& j : member_bodies(ctx)) {
+    found = found || j.value("found", true);
+    more = more || (j.contains("next_cursor") && !j["next_cursor"].is_null());
+    if (!j["readings"].is_array()) continue;
+    for (auto& r : j["readings"]) {
+      storage::stored_reading s;
+      s.seq = r.value("seq", std::uint64_t{0});
+      s.ts = r.value("ts", std::int64_t{0});
+      if (r["values"].is_object())
+        for (auto& [name, v] : r["values"].items())
+          if (v.is_number()) s.values.emplace_back(name, v.get<double>());
+      rows.push_back(std::move(s));
+    }
+  }
+  if (!found && ctx.missing.empty()) return not_found("no device " + id);
+  std::stable_sort(rows.begin(), rows.end(), [](auto& a, auto& b) {
+    return a.ts < b.ts || (a.ts == b.ts && a.seq < b.seq);
+  });
+  rows.erase(std::unique(rows.begin(), rows.end(),
+                         [](auto& a, auto& b) { return a.ts == b.ts && a.seq == b.seq; }),
+             rows.end());
+  if (rows.size() > limit) {
+    rows.resize(limit);
+    more = true;
+  }
+  std::string next;
+  if (more && !rows.empty()) next = storage::encode_cursor(rows.back().ts, rows.back().seq);
+  if (format == out_format::csv) return readings_csv(rows, next);
+  auto j = readings_json(id, rows, next);
+  mark_partial(ctx, j);
+  return ok_answer(j);
+}
+
 http_answer device_readings(const query_context& ctx, const std::string& id, const params& p,
                             std::string_view accept) {
   std::size_t limit = 0;
@@ -739,8 +794,20 @@ http_answer device_readings(const query_context& ctx, const std::string& id, con
   if (auto f = parse_format(p, accept, format)) return *f;
   std::string cursor;
   if (auto s = p.find("cursor")) cursor = *s;
+  if (ctx.member_answers) return merged_readings(ctx, id, limit, format);
+  // A member's part: JSON whatever the format asked, "found":false rather than 404.
+  const bool partials = p.find("partials") && *p.find("partials") == "1";
+  if (partials) format = out_format::json;
   std::optional<storage::device_record> rec;
-  if (auto f = load_device(ctx, id, rec)) return *f;
+  if (partials) {
+    if (auto f = require_db(ctx)) return *f;
+    storage::status st;
+    rec = ctx.db->load_device(id, st);
+    if (!st) return internal_error("loading " + id + ": " + st.message);
+    if (!rec) return ok_answer(json{{"device", id}, {"found", false}, {"readings", json::array()}});
+  } else if (auto f = load_device(ctx, id, rec)) {
+    return *f;
+  }
   storage::status st;
   std::string next;
   auto rows = storage::read_readings(*ctx.db, id, from, to, limit, cursor, next, st);
@@ -757,16 +824,7 @@ http_answer device_readings(const query_context& ctx, const std::string& id, con
     return internal_error("reading " + id + ": " + st.message);
   }
   if (format == out_format::csv) return readings_csv(rows, next);
-  json j;
-  j["device"] = id;
-  j["readings"] = json::array();
-  for (auto& r : rows) {
-    json values = json::object();
-    for (auto& [name, v] : r.values) values[name] = v;
-    j["readings"].push_back(json{{"seq", r.seq}, {"ts", r.ts}, {"values", std::move(values)}});
-  }
-  j["next_cursor"] = next.empty() ? json(nullptr) : json(next);
-  return ok_answer(j);
+  return ok_answer(readings_json(id, rows, next));
 }
 
 http_answer device_aggregate(const query_context& ctx, const std::string& id, const params& p,
@@ -999,7 +1057,7 @@ http_answer route(const query_context& ctx, std::string_view method, std::string
       if (auto f = p.parse(query, {"partials"})) return *f;
       return device_detail(ctx, id, p);
     case endpoint::readings:
-      if (auto f = p.parse(query, {"from", "to", "limit", "cursor", "format"})) return *f;
+      if (auto f = p.parse(query, {"from", "to", "limit", "cursor", "format", "partials"})) return *f;
       return device_readings(ctx, id, p, accept);
     case endpoint::device_aggregate:
       if (auto f = p.parse(query, {"metric", "from", "to", "step", "fn", "format", "partials"}))
@@ -1033,7 +1091,7 @@ bool cluster_mergeable(std::string_view target) {
   auto rest = path.substr(devices.size());  // "{id}" or "{id}/aggregate"
   auto slash = rest.find('/');
   if (slash == std::string_view::npos) return true;  // the device record
-  return rest.substr(slash) == tail;
+  return rest.substr(slash) == tail || rest.substr(slash) == "/readings";
 }
 
 std::string cluster_target(std::string_view target) {

@@ -79,7 +79,7 @@ struct query_context {
 };
 
 // Cluster: whether a GET is answered by merging the members' partial answers
-// (device records, device and fleet aggregates), and the target to send
+// (device records, raw readings, device and fleet aggregates), and the target to send
 // them: the same with partials=1, which makes a member answer every bucket
 // with its mergeable partial (count, sum_hi, sum_lo, min, max, first/last
 // with ts and seq), and a device it holds nothing of with "found":false

@@ -119,6 +119,27 @@ bool covered(std::int64_t s, std::int64_t e, std::int64_t from, std::int64_t to,
   return e <= bucket_end(b, step);
 }
 
+
+// Checks the arguments, resolves the metric id and narrows [from, to) to
+// [lo, hi), the part the device has stored readings in (hours outside its ts
+// range hold nothing). false: nothing to aggregate; `st` says if that is an error.
+bool narrow_window(snapshot_reader& reader, std::string_view device, std::string_view metric,
+                   std::int64_t from, std::int64_t to, std::int64_t step_ms, meta_record& rec,
+                   std::uint32_t& id, decoded_chunk& head, std::int64_t& lo, std::int64_t& hi,
+                   status& st) {
+  st = status::success();
+  if (step_ms <= 0) {
+    st = status::error("step must be positive");
+    return false;
+  }
+  if (from >= to || !resolve(reader, device, metric, rec, id, head, st)) return false;
+  lo = std::max(from, rec.earliest_ts);
+  hi = std::min(to, rec.latest_ts + 1);
+  return lo < hi;
+}
+
+}  // namespace
+
 std::string encode_cursor(std::int64_t ts, std::uint64_t seq) {
   static const char hex[] = "0123456789abcdef";
   std::string out = "c";
@@ -147,26 +168,6 @@ bool decode_cursor(std::string_view s, std::int64_t& ts, std::uint64_t& seq) {
   ts = static_cast<std::int64_t>(t);
   return true;
 }
-
-// Checks the arguments, resolves the metric id and narrows [from, to) to
-// [lo, hi), the part the device has stored readings in (hours outside its ts
-// range hold nothing). false: nothing to aggregate; `st` says if that is an error.
-bool narrow_window(snapshot_reader& reader, std::string_view device, std::string_view metric,
-                   std::int64_t from, std::int64_t to, std::int64_t step_ms, meta_record& rec,
-                   std::uint32_t& id, decoded_chunk& head, std::int64_t& lo, std::int64_t& hi,
-                   status& st) {
-  st = status::success();
-  if (step_ms <= 0) {
-    st = status::error("step must be positive");
-    return false;
-  }
-  if (from >= to || !resolve(reader, device, metric, rec, id, head, st)) return false;
-  lo = std::max(from, rec.earliest_ts);
-  hi = std::min(to, rec.latest_ts + 1);
-  return lo < hi;
-}
-
-}  // namespace
 
 namespace {
 

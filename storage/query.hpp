@@ -68,6 +68,12 @@ struct stored_reading {
   std::vector<std::pair<std::string, double>> values;
 };
 
+// A page cursor: the (ts, seq) of the last reading of a page ("c" + 32 hex
+// digits), the same on every node, so pages merged from cluster members
+// continue with it too.
+std::string encode_cursor(std::int64_t ts, std::uint64_t seq);
+bool decode_cursor(std::string_view s, std::int64_t& ts, std::uint64_t& seq);
+
 // Raw readings of `device` with ts in [from, to), ordered by (ts, seq),
 // at most `limit`. `cursor` is "" for the first page, else a next_cursor
 // from a previous page; `next_cursor` is set empty on the last page.

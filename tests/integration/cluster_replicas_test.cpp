@@ -94,6 +94,26 @@ TEST_CASE("cluster.replicas=2: each reading on two members before its ack, count
     auto one = get_json(n, "/api/v1/devices/rep-3/aggregate?metric=v&from=1731801600000&to=1731801600001");
     CHECK(one["buckets"][0]["count"] == readings);
     CHECK(one["buckets"][0]["max"] == 4);
+    // Raw readings: each once, in order, paged across the members by cursor.
+    std::vector<std::uint64_t> seqs;
+    std::string cursor;
+    for (int page = 0; page < 4; ++page) {
+      auto r = get_json(n, "/api/v1/devices/rep-3/readings?from=1731801600000&to=1731801600001&limit=3" +
+                             (cursor.empty() ? std::string() : "&cursor=" + cursor));
+      CHECK(r["partial"] == false);
+      for (auto& x : r["readings"]) {
+        seqs.push_back(x["seq"].get<std::uint64_t>());
+        CHECK(x["values"]["v"] == x["seq"]);
+      }
+      if (r["next_cursor"].is_null()) break;
+      cursor = r["next_cursor"].get<std::string>();
+    }
+    CHECK(seqs == std::vector<std::uint64_t>{1, 2, 3, 4});
+  }
+  {
+    auto res = try_get(t[1].http_port, "/api/v1/devices/no-such-device/readings");
+    REQUIRE(res);
+    CHECK(res->status == 404);
   }
 
   // A subscriber on node-a gets each update once, although two members
