@@ -85,6 +85,79 @@ void run_query(caf::actor_system& sys, context_ptr ctx, api::query_context qctx,
   }, std::move(ctx));
 }
 
+// Cluster: a subscription's snapshot from every live member: each asked for
+// the matching devices' records with their latest values (the device list
+// or record with partials=1), and each device's newest kept. A member that
+// does not answer within 90% of query.timeout is left out: the snapshot is
+// a convenience, the updates that follow are what a subscriber relies on.
+void cluster_snapshot(caf::stateful_actor<query_state>* self,
+                      const std::vector<std::string>& patterns, const caf::actor& session) {
+  struct entry {
+    std::int64_t ts = 0;
+    std::vector<std::pair<std::string, double>> values;
+  };
+  struct gather {
+    std::map<std::string, entry> latest;
+    std::size_t left = 1;  // one for the loops below
+    caf::actor session;
+  };
+  auto g = std::make_shared<gather>();
+  g->session = session;
+  auto finish = [self, g] {
+    if (--g->left > 0) return;
+    std::string snap = "{\"snapshot\":{";
+    std::size_t n = 0;
+    for (auto& [device, e] : g->latest) {
+      if (n++ == max_snapshot_devices) break;
+      if (n > 1) snap += ',';
+      append_live_entry(snap, device, e.ts, e.values, -1);
+    }
+    snap += "}}";
+    self->send(g->session, update_atom::value, std::move(snap));
+  };
+  auto take = [g](const nlohmann::json& rec) {
+    if (!rec.is_object() || !rec["latest"].is_object()) return;
+    auto id = rec.value("id", std::string{});
+    auto ts = rec["latest"].value("ts", std::int64_t{0});
+    auto& e = g->latest[id];
+    if (!e.values.empty() && e.ts >= ts) return;
+    e.ts = ts;
+    e.values.clear();
+    if (rec["latest"]["values"].is_object())
+      for (auto& [name, v] : rec["latest"]["values"].items())
+        if (v.is_number()) e.values.emplace_back(name, v.get<double>());
+  };
+  auto timeout = std::max(self->state.ctx->settings.query_timeout * 9 / 10,
+                          std::chrono::milliseconds(1));
+  auto members = self->state.ctx->live_members();
+  for (auto& p : patterns) {
+    bool prefix = !p.empty() && p.back() == '*';
+    auto stem = prefix ? p.substr(0, p.size() - 1) : p;
+    // Device ids and prefixes are URL-safe; anything else matches nothing.
+    if ((!stem.empty() || !prefix) && !valid_device_id(stem)) continue;
+    auto target = prefix ? "/api/v1/devices?limit=" + std::to_string(max_snapshot_devices) +
+                             (stem.empty() ? "" : "&prefix=" + stem) + "&partials=1"
+                         : "/api/v1/devices/" + stem + "?partials=1";
+    for (auto& m : *members) {
+      if (!m.query) continue;
+      ++g->left;
+      self->request(m.query, timeout, query_atom::value, target)
+        .then(
+          [=](std::int32_t status, std::string& body) {
+            if (status == 200) {
+              auto j = nlohmann::json::parse(body, nullptr, false);
+              if (prefix && j.is_object() && j["devices"].is_array())
+                for (auto& rec : j["devices"]) take(rec);
+              else if (!prefix && j.is_object() && j.value("found", true)) take(j);
+            }
+            finish();
+          },
+          [=](caf::error&) { finish(); });
+    }
+  }
+  finish();
+}
+
 // Cluster: a device or fleet aggregate asked of every live member (their
 // partial answers merged here, rendered once). A member that is down, or does
 // not answer within 90% of query.timeout, is named in "missing" and makes the
@@ -204,6 +277,10 @@ caf::behavior query_actor(caf::stateful_actor<query_state>* self, context_ptr ct
           std::to_string(self->state.ctx->settings.query_timeout.count()) + " ms)")));
     },
     [=](subscribe_atom, const std::vector<std::string>& patterns, const caf::actor& session) {
+      if (self->state.ctx->settings.cluster.enabled()) {
+        cluster_snapshot(self, patterns, session);
+        return;
+      }
       // The snapshot: each matching device's latest values, from `meta`.
       auto& db = *self->state.ctx->db;
       std::string snap = "{\"snapshot\":{";

@@ -552,6 +552,14 @@ json record_json(const query_context& ctx, const storage::device_record& rec) {
 }
 
 // Loads a device or answers 404 (or 500 when storage fails).
+// {"ts":…,"values":{…}} of the device's latest reading, null if none.
+json latest_json(const storage::device_record& rec) {
+  if (rec.latest.empty()) return nullptr;
+  json values = json::object();
+  for (auto& [name, v] : rec.latest) values[name] = v;
+  return json{{"ts", rec.latest_ts}, {"values", std::move(values)}};
+}
+
 failure load_device(const query_context& ctx, const std::string& id,
                     std::optional<storage::device_record>& rec) {
   if (auto f = require_db(ctx)) return f;
@@ -599,6 +607,7 @@ http_answer merged_device_list(const query_context& ctx, std::size_t limit) {
       more = true;
       break;
     }
+    rec.erase("latest");  // members send it for snapshots; the list has none
     out["devices"].push_back(rec);
   }
   out["next_cursor"] = more && !out["devices"].empty() ? out["devices"].back()["id"] : json(nullptr);
@@ -629,9 +638,16 @@ http_answer list_devices(const query_context& ctx, const params& p) {
     page.resize(limit);
     next = page.back().id;
   }
+  // A member's part also carries each device's latest values: a cluster
+  // subscription's snapshot is made of them (actors/query.cpp).
+  const bool partials = p.find("partials") && *p.find("partials") == "1";
   json j;
   j["devices"] = json::array();
-  for (auto& rec : page) j["devices"].push_back(record_json(ctx, rec));
+  for (auto& rec : page) {
+    auto r = record_json(ctx, rec);
+    if (partials) r["latest"] = latest_json(rec);
+    j["devices"].push_back(std::move(r));
+  }
   j["next_cursor"] = std::move(next);
   return ok_answer(j);
 }
@@ -685,13 +701,7 @@ http_answer device_detail(const query_context& ctx, const std::string& id, const
     return *f;
   }
   auto j = record_json(ctx, *rec);
-  if (rec->latest.empty()) {
-    j["latest"] = nullptr;
-  } else {
-    json values = json::object();
-    for (auto& [name, v] : rec->latest) values[name] = v;
-    j["latest"] = json{{"ts", rec->latest_ts}, {"values", std::move(values)}};
-  }
+  j["latest"] = latest_json(*rec);
   // meta is stored as compact JSON text; {} when the device never sent one,
   // null if the stored text does not parse (a storage bug, not the client's).
   if (rec->meta.empty()) {

@@ -1,7 +1,7 @@
 // Integration: cluster.replicas=2 on three real nodes (docs/cluster.md).
 // A reading is acked only once it is stored on both of its device's
-// replicas; answers count it once on every node; a subscriber gets its
-// update once; and with one member killed under load the survivors keep
+// replicas; answers count it once on every node; a subscriber's snapshot
+// holds every device and it gets each update once; and with one member killed under load the survivors keep
 // acking, pulse-sim --verify finds every acked reading, and the answers stay
 // complete ("partial":false) while it is down and after it is back.
 
@@ -122,7 +122,23 @@ TEST_CASE("cluster.replicas=2: each reading on two members before its ack, count
   test::connect(sub, as_process(t[0]));
   std::string err;
   REQUIRE(sub.send_text(R"({"subscribe":["rep-*"]})", err));
-  test::read_until(sub, "snapshot");
+  // The snapshot holds every device, wherever its replicas are, with its
+  // latest values.
+  auto snap = test::read_until(sub, "snapshot")["snapshot"];
+  CHECK(snap.size() == devices);
+  for (auto& [device, v] : snap.items()) {
+    INFO(device);
+    CHECK(v["v"] == readings);
+  }
+  {
+    net::ws_blocking_client exact;
+    test::connect(exact, as_process(t[2]));
+    REQUIRE(exact.send_text(R"({"subscribe":["rep-1","rep-2","no-such-device"]})", err));
+    auto s = test::read_until(exact, "snapshot")["snapshot"];
+    CHECK(s.size() == 2);
+    CHECK(s["rep-1"]["v"] == readings);
+    CHECK(s["rep-2"]["v"] == readings);
+  }
   net::ws_blocking_client writer;
   test::connect(writer, as_process(t[1]));
   // Members learn of the subscriber with their next heartbeats: send every
