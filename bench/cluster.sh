@@ -119,7 +119,11 @@ scale() {
   local sim_pids=() i
   for i in $(seq 0 $((sims - 1))); do
     local n=$(( devices - i * per )); (( n > per )) && n=$per
-    "$sim_bin" --node="${addrs[$((i % 3))]}" --prefix="scale-$i-" --devices="$n" --rate="$rate" \
+    # Each simulator connects from an address of its own (127.0.0.2, .3, ...):
+    # towards one node address and port, Linux gives connect() only about
+    # half of ip_local_port_range per source address (~14,000 here).
+    "$sim_bin" --node="${addrs[$((i % 3))]}" --source="127.0.0.$((i + 2))" --prefix="scale-$i-" \
+      --devices="$n" --rate="$rate" \
       --duration="$duration" --ramp-up="$ramp" --drain=30s --window=10 --quiet \
       --report="$work/sim-$i.json" >"$work/sim-$i.out" 2>&1 &
     sim_pids+=($!)

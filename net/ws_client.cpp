@@ -3,6 +3,8 @@
 
 #include "net/ws_client.hpp"
 
+#include <netinet/in.h>
+
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -91,6 +93,7 @@ struct ws_client::impl {
   bool close_requested = false;
   std::string peer;  // host:port
   std::string target;
+  std::string source;  // local address to connect from; "" = the kernel's choice
   beast::flat_buffer rbuf;
   std::string current;  // the frame being written
   websocket::response_type handshake_res;
@@ -112,6 +115,32 @@ struct ws_client::impl {
     asio::post(ws.get_executor(), std::forward<F>(f));
   }
 
+  // Opens the socket and binds it to `source` (port chosen at connect time).
+  bool bind_source(const asio::ip::address& to) {
+    if (source.empty()) return true;
+    beast::error_code ec;
+    auto from = asio::ip::make_address(source, ec);
+    if (ec) {
+      fail("source address '" + source + "': " + ec.message());
+      return false;
+    }
+    auto& sock = beast::get_lowest_layer(ws).socket();
+    sock.open(to.is_v4() ? tcp::v4() : tcp::v6(), ec);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    // The port is picked by connect() for the whole 4-tuple, not by bind().
+    if (!ec) {
+      int one = 1;
+      ::setsockopt(sock.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    }
+#endif
+    if (!ec) sock.bind(tcp::endpoint(from, 0), ec);
+    if (ec) {
+      fail("bind to " + source + ": " + ec.message());
+      return false;
+    }
+    return true;
+  }
+
   void do_connect(const std::string& host, std::uint16_t port) {
     if (ph != phase::idle) return;  // one connection per client
     ph = phase::connecting;
@@ -119,6 +148,7 @@ struct ws_client::impl {
     beast::error_code ec;
     auto addr = asio::ip::make_address(host, ec);
     if (!ec) {  // a literal address needs no resolver round trip
+      if (!bind_source(addr)) return;
       beast::get_lowest_layer(ws).expires_after(connect_timeout);
       beast::get_lowest_layer(ws).async_connect(
           tcp::endpoint(addr, port), [this, k = keep()](beast::error_code e) { on_connect(e); });
@@ -133,6 +163,15 @@ struct ws_client::impl {
   void on_resolve(beast::error_code ec, const tcp::resolver::results_type& results) {
     if (ph == phase::done) return;
     if (ec) return fail("resolve " + peer + ": " + ec.message());
+    if (!source.empty()) {
+      // Bound to one address family: connect to the first of the results.
+      auto to = results.begin()->endpoint();
+      if (!bind_source(to.address())) return;
+      beast::get_lowest_layer(ws).expires_after(connect_timeout);
+      beast::get_lowest_layer(ws).async_connect(
+          to, [this, k = keep()](beast::error_code e) { on_connect(e); });
+      return;
+    }
     beast::get_lowest_layer(ws).expires_after(connect_timeout);
     beast::get_lowest_layer(ws).async_connect(
         results, [this, k = keep()](beast::error_code e, const tcp::endpoint&) { on_connect(e); });
@@ -283,9 +322,11 @@ std::shared_ptr<ws_client> ws_client::create(asio::io_context& ioc, handlers h) 
   return c;
 }
 
-void ws_client::connect(const std::string& host, std::uint16_t port, const std::string& target) {
-  impl_->post([this, k = shared_from_this(), host, port, target] {
+void ws_client::connect(const std::string& host, std::uint16_t port, const std::string& target,
+                        const std::string& source) {
+  impl_->post([this, k = shared_from_this(), host, port, target, source] {
     impl_->target = target;
+    impl_->source = source;
     impl_->do_connect(host, port);
   });
 }

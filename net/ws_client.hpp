@@ -60,7 +60,12 @@ class ws_client : public std::enable_shared_from_this<ws_client> {
   ws_client& operator=(const ws_client&) = delete;
 
   // Resolves, connects (10 s timeout) and performs the handshake (10 s).
-  void connect(const std::string& host, std::uint16_t port, const std::string& target = "/ws");
+  // `source`, when not empty, is the local address to connect from (e.g.
+  // 127.0.0.2): each source address has its own ephemeral ports, and Linux
+  // gives connect() only about half of ip_local_port_range (~14,000 here)
+  // towards one server address and port.
+  void connect(const std::string& host, std::uint16_t port, const std::string& target = "/ws",
+               const std::string& source = "");
   // Queues one text frame. Thread-safe; one write in flight at a time.
   void send(std::string text);
   // Writes what is already queued, then sends a normal close (1000). Thread-safe.

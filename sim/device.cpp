@@ -172,7 +172,7 @@ void connect(device_ptr self) {
     caf::anon_send(me, gone_atom::value, gen, reason);
   };
   st.ws = net::ws_client::create(*st.ioc, std::move(h));
-  st.ws->connect(st.cfg.host, st.cfg.port);
+  st.ws->connect(st.cfg.host, st.cfg.port, "/ws", st.cfg.source);
 }
 
 // Ends the connection from our side; `gone` follows and schedules the redial.

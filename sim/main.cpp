@@ -14,6 +14,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
@@ -54,6 +55,7 @@ struct sim_config : caf::actor_system_config {
   std::string phases;
   double jitter = 0;
   std::size_t subscribe = 0;
+  std::string source;
 
   std::string check_file() const { return pulse::check_config_file(custom_options_, config_file_path); }
   const caf::config_option_set& options() const { return custom_options_; }
@@ -67,6 +69,9 @@ struct sim_config : caf::actor_system_config {
     first_own_option = custom_options_.size();
     opt_group{custom_options_, "global"}
       .add(node, "node", "host:port of the pulse-node to drive")
+      .add(source, "source",
+           "local address the devices connect from, e.g. 127.0.0.2 (more than ~14,000 "
+           "connections to one node from one address run out of ephemeral ports)")
       .add(devices, "devices", "simulated devices (meter profile), one WebSocket each")
       .add(rate, "rate", "readings per second per device; 0 = as fast as acks allow")
       .add(batch, "batch", "readings per frame")
@@ -295,6 +300,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   rs.host = cfg.node.substr(0, colon);
+  if (!cfg.source.empty()) {
+    boost::system::error_code ec;
+    boost::asio::ip::make_address(cfg.source, ec);
+    if (ec) {
+      std::cerr << "pulse-sim: --source must be an IP address, got '" << cfg.source << "'\n";
+      return 2;
+    }
+    rs.source = cfg.source;
+  }
   try {
     auto p = std::stoul(cfg.node.substr(colon + 1));
     if (p == 0 || p > 65535) throw std::out_of_range("port");

@@ -22,6 +22,7 @@ namespace pulse::sim {
 
 struct run_settings {
   std::string host = "127.0.0.1";
+  std::string source;  // local address to connect from; "" = the kernel's choice
   std::uint16_t port = 8080;
   std::size_t devices = 10;
   double rate = 10;            // readings per second per device; 0 = as fast as acks allow

@@ -171,3 +171,29 @@ TEST_CASE("the dashboard's files are served by the node itself") {
   CHECK(js.body.find("innerHTML") == std::string::npos);
   CHECK(js.body.find("insertAdjacentHTML") == std::string::npos);
 }
+
+TEST_CASE("pulse-sim --source connects from the given local address, and refuses one it cannot use") {
+  test::temp_dir dir;
+  auto node = test::start_node(dir.path() + "/db");
+  // Another loopback address: works, every reading stored.
+  auto j = run_sim(node, dir.path(), {"--source=127.0.0.2", "--devices=3", "--rate=20",
+                                      "--duration=1s", "--verify"});
+  CHECK(j["acked"].get<std::uint64_t>() > 0);
+  CHECK(j["verify"]["mismatches"] == 0);
+  // An address of no local interface (TEST-NET-1): no connection can be
+  // made from it, the devices give up, the run fails and says why.
+  {
+    test::child sim(test::sim_binary(),
+                    {"--node=127.0.0.1:" + std::to_string(node.port), "--source=192.0.2.1",
+                     "--devices=1", "--duration=1s", "--drain=1s", "--reconnect-min=10ms",
+                     "--reconnect-max=20ms", "--reconnect-attempts=2", "--quiet"});
+    int rc = sim.wait(60s);
+    INFO(sim.out() << sim.err());
+    CHECK(rc != 0);
+    CHECK(rc != 2);
+    CHECK((sim.out() + sim.err()).find("192.0.2.1") != std::string::npos);
+  }
+  test::child bad(test::sim_binary(), {"--node=127.0.0.1:1", "--source=not-an-address"});
+  CHECK(bad.wait(20s) == 2);
+  CHECK(bad.err().find("--source") != std::string::npos);
+}
