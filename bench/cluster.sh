@@ -13,7 +13,9 @@
 #                            per process: a node holds DEVICES/3 connections), each device
 #                            sending RATE (0.2) readings/s for DURATION (60s) after a RAMP
 #                            (60s) ramp-up; prints connections held, readings/s acked, errors
-#                            and RSS per node, and the simulators' totals.
+#                            and RSS per node, and the simulators' totals. CLUSTER_ARGS
+#                            as for cost. Each simulator connects from a loopback address
+#                            of its own (pulse-sim --source=127.0.0.N).
 #
 # Every node runs on a fresh temp dir and is stopped (SIGTERM) on exit. Needs a
 # build (build/ or PULSE_BUILD_DIR): pulse-node, pulse-sim, pulse-loadgen.
@@ -114,7 +116,8 @@ scale() {
   local ramp=${RAMP:-60s}
   local per=$(( (devices + sims - 1) / sims ))
   echo "$devices devices over $sims pulse-sim processes ($per each), $rate readings/s each, ramp $ramp, run $duration"
-  cluster --net.idle-timeout=600s
+  # shellcheck disable=SC2086  # CLUSTER_ARGS: several words
+  cluster --net.idle-timeout=600s ${CLUSTER_ARGS:-}
   local addrs=("$A_ADDR" "$B_ADDR" "$C_ADDR") node_pids=("$A_PID" "$B_PID" "$C_PID") names=(node-a node-b node-c)
   local sim_pids=() i
   for i in $(seq 0 $((sims - 1))); do
