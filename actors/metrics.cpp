@@ -147,6 +147,10 @@ std::string node_metrics::render() const {
   line(out, "pulse_connections_shed_total", "counter",
        "Connections closed with 1013 because a shard was over batch.max-pending.",
        g(connections_shed));
+  line(out, "pulse_cluster_writes_refused_total", "counter",
+       "Cluster: forwarded writes refused because their shard here was over batch.max-pending "
+       "(the sending member sends them again).",
+       g(owner_refused));
   line(out, "pulse_write_timeouts_total", "counter",
        "Connections cut off because the peer took no data for net.write-timeout.",
        g(write_timeouts));

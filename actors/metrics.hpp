@@ -98,6 +98,9 @@ struct node_metrics {
   std::atomic<std::uint64_t> connections_total{0};   // accepted WebSocket sessions
   std::atomic<std::uint64_t> connections_refused{0}; // over net.max-connections
   std::atomic<std::uint64_t> connections_shed{0};    // closed 1013: a shard over max-pending
+  // Cluster: forwarded writes the owner endpoint refused because the shard
+  // they go to was over batch.max-pending (the sender sends them again).
+  std::atomic<std::uint64_t> owner_refused{0};
   std::atomic<std::uint64_t> write_timeouts{0};      // peer took no data for net.write-timeout
   std::atomic<std::uint64_t> write_queue_full{0};    // closed 1013 past net.max-write-queue-bytes
   std::atomic<std::uint64_t> accept_failures{0};     // EMFILE and friends

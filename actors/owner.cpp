@@ -122,6 +122,24 @@ void write(owner_ptr self, std::vector<reading_batch>& batches,
                                  "supervisor.max-restarts)"));
       return;
     }
+  // Credit from the owner's shards: a write that would put a shard here past
+  // batch.max-pending is refused whole (an idle shard takes any), and the
+  // sender's forwarder, which keeps it, sends it again 100 ms later. So
+  // readings forwarded from other members count against the same limit as
+  // this node's own sessions, and wait at their sender when it is reached.
+  std::vector<std::uint64_t> need(shards, 0);
+  for (auto& b : batches)
+    if (!b.empty()) need[member_shard_of(b.device, st.name_hash, shards)] += b.size();
+  for (std::size_t i = 0; i < shards; ++i) {
+    auto load = st.window.load(i);
+    if (need[i] > 0 && load > 0 && load + need[i] > st.ctx->settings.batch_max_pending) {
+      st.ctx->metrics.owner_refused.fetch_add(1, std::memory_order_relaxed);
+      rp.deliver(caf::make_error(caf::sec::request_receiver_down,
+                                 "shard " + std::to_string(i) + " of " +
+                                   st.ctx->settings.node_name + " is over batch.max-pending"));
+      return;
+    }
+  }
   owner_request r;
   r.promise = std::move(rp);
   for (auto& b : batches) {

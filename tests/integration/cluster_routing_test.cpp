@@ -12,6 +12,7 @@
 #include "actors/routing.hpp"
 #include "net/ws_client.hpp"
 #include "tests/integration/cluster_support.hpp"
+#include "tests/support/http.hpp"
 #include "tests/support/ws_helpers.hpp"
 
 using namespace pulse;
@@ -151,4 +152,68 @@ TEST_CASE("a subscriber on one node gets updates of devices sent to and owned by
     }
   }
   CHECK(seen == want);
+}
+
+TEST_CASE("forwarded readings wait at their sender while the owner's shard is over batch.max-pending",
+          "[cluster]") {
+  // Shards hold what they take for 1.5 s (or until 20 readings), and take
+  // 20 readings at most unless idle.
+  trio t{{"--batch.max-pending=20", "--batch.max-readings=20", "--batch.max-delay=1500ms"}};
+  std::vector<route_member> members;
+  for (auto& n : t.nodes) members.push_back({device_hash(n.name), 2});
+  // Two devices of the same shard of node-b.
+  std::string x, y;
+  for (int d = 0; d < 10000 && y.empty(); ++d) {
+    auto device = "credit-" + std::to_string(d);
+    auto o = owner_of(device, members);
+    if (o.member != 1 || o.shard != 0) continue;
+    if (x.empty()) x = device;
+    else y = device;
+  }
+  REQUIRE_FALSE(y.empty());
+  auto frame = [](const std::string& device, int n) {
+    std::string f = "[";
+    for (int s = 1; s <= n; ++s)
+      f += std::string(s > 1 ? "," : "") + R"({"device":")" + device + R"(","seq":)" +
+           std::to_string(s) + R"(,"ts":1731801600000,"values":{"v":1}})";
+    return f + "]";
+  };
+  std::string err;
+  // 19 readings of x straight to node-b: they wait there for the flush.
+  net::ws_blocking_client at_b;
+  test::connect(at_b, as_process(t[1]));
+  REQUIRE(at_b.send_text(frame(x, 19), err));
+  // Taken in at node-b before y is sent (else y could get there first, and
+  // x would be the one refused).
+  auto t0 = std::chrono::steady_clock::now();
+  while (test::metric(t[1].http_port, "pulse_readings_in_total") < 19 &&
+         std::chrono::steady_clock::now() - t0 < 5s)
+    std::this_thread::sleep_for(5ms);
+  // 5 of y through node-a: node-b's shard is over the limit until x's
+  // readings are flushed, so node-b refuses the forwarded write and node-a
+  // holds it and sends it again until there is room.
+  net::ws_blocking_client at_a;
+  test::connect(at_a, as_process(t[0]));
+  REQUIRE(at_a.send_text(frame(y, 5), err));
+  // Every reading acked (bounded), with nothing else said on the way.
+  auto acked_up_to = [](net::ws_blocking_client& ws, std::uint64_t n) {
+    std::uint64_t acked = 0;
+    std::string seen;
+    auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (acked < n && std::chrono::steady_clock::now() < deadline && !ws.closed()) {
+      auto msg = ws.read(100ms);
+      if (!msg) continue;
+      seen += *msg + "\n";
+      auto j = json::parse(*msg, nullptr, false);
+      if (j.contains("ack")) acked = j["ack"]["seq"].get<std::uint64_t>();
+    }
+    INFO(seen << (ws.closed() ? "closed " + std::to_string(ws.close_code()) : ""));
+    CHECK(acked == n);
+  };
+  acked_up_to(at_a, 5);
+  acked_up_to(at_b, 19);
+  CHECK(test::metric(t[1].http_port, "pulse_cluster_writes_refused_total") >= 1);
+  CHECK(test::metric(t[0].http_port, "pulse_cluster_writes_refused_total") == 0);
+  CHECK(stored_here(t[1], x) == 19);
+  CHECK(stored_here(t[1], y) == 5);
 }
