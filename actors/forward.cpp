@@ -63,7 +63,6 @@ struct forward_state {
   std::vector<write_item> drained;
   std::unordered_map<const shard_writer*, writer_queue> writers;
   std::vector<held_ptr> retry;  // failed, waiting for the retry timer
-
   bool retry_armed = false;
   // One request in flight per device: a device's later readings wait here
   // until its earlier ones are answered. Otherwise, across an owner's death,
@@ -144,17 +143,28 @@ void send(forward_ptr self, std::vector<held_ptr> items) {
   const auto replicas = st.ctx->settings.cluster.replicas;
   std::map<std::size_t, std::vector<held_ptr>> groups;
   std::vector<std::size_t> dests;
+  std::vector<held_ptr> next;
   for (auto& h : items) {
     const auto& device = h->item.batch->device;
-    if (replicas > 1) replicas_of(device, *members, replicas, dests);
-    else dests.assign(1, owner_of(device, *members).member);
-    h->out = dests.size();
+    dests.clear();
+    if (members->empty()) {
+      // The member list is not there yet (start-up): nowhere to send it.
+    } else if (replicas > 1) {
+      replicas_of(device, *members, replicas, dests);
+    } else {
+      dests.assign(1, owner_of(device, *members).member);
+    }
     h->failed = false;
     ++st.in_flight[device];
+    if (dests.empty()) {  // held, sent again after the retry delay
+      h->out = 1;
+      answered(self, h, false, next);
+      continue;
+    }
+    h->out = dests.size();
     for (auto m : dests) groups[m].push_back(h);
   }
   auto timeout = st.ctx->settings.cluster.heartbeat_timeout + std::chrono::seconds(3);
-  std::vector<held_ptr> next;
   for (auto& [m, hs] : groups) {
     auto& dest = (*members)[m];
     if (!dest.owner) {
