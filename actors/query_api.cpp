@@ -570,6 +570,19 @@ failure load_device(const query_context& ctx, const std::string& id,
   return std::nullopt;
 }
 
+// A member's part (partials=1) answers `absent` (200) for a device this node
+// holds nothing of, where a client's request gets 404 (load_device).
+failure load_device_part(const query_context& ctx, const std::string& id, bool partials,
+                         const json& absent, std::optional<storage::device_record>& rec) {
+  if (!partials) return load_device(ctx, id, rec);
+  if (auto f = require_db(ctx)) return f;
+  storage::status st;
+  rec = ctx.db->load_device(id, st);
+  if (!st) return internal_error("loading device " + id + ": " + st.message);
+  if (!rec) return ok_answer(absent);
+  return std::nullopt;
+}
+
 // Cluster: folds member j's record of a device into `into`: the highest
 // last_seq and last_seen, the lowest first_seen, online on any member, every
 // metric (in the order first seen).
@@ -690,16 +703,8 @@ http_answer device_detail(const query_context& ctx, const std::string& id, const
   if (ctx.member_answers) return merged_device_detail(ctx, id);
   const bool partials = p.find("partials") && *p.find("partials") == "1";
   std::optional<storage::device_record> rec;
-  if (partials) {
-    // A member's part: "found":false rather than 404.
-    if (auto f = require_db(ctx)) return *f;
-    storage::status st;
-    rec = ctx.db->load_device(id, st);
-    if (!st) return internal_error("loading device " + id + ": " + st.message);
-    if (!rec) return ok_answer(json{{"id", id}, {"found", false}});
-  } else if (auto f = load_device(ctx, id, rec)) {
+  if (auto f = load_device_part(ctx, id, partials, json{{"id", id}, {"found", false}}, rec))
     return *f;
-  }
   auto j = record_json(ctx, *rec);
   j["latest"] = latest_json(*rec);
   // meta is stored as compact JSON text; {} when the device never sent one,
@@ -809,15 +814,10 @@ http_answer device_readings(const query_context& ctx, const std::string& id, con
   const bool partials = p.find("partials") && *p.find("partials") == "1";
   if (partials) format = out_format::json;
   std::optional<storage::device_record> rec;
-  if (partials) {
-    if (auto f = require_db(ctx)) return *f;
-    storage::status st;
-    rec = ctx.db->load_device(id, st);
-    if (!st) return internal_error("loading " + id + ": " + st.message);
-    if (!rec) return ok_answer(json{{"device", id}, {"found", false}, {"readings", json::array()}});
-  } else if (auto f = load_device(ctx, id, rec)) {
+  if (auto f = load_device_part(ctx, id, partials,
+                                json{{"device", id}, {"found", false}, {"readings", json::array()}},
+                                rec))
     return *f;
-  }
   storage::status st;
   std::string next;
   auto rows = storage::read_readings(*ctx.db, id, from, to, limit, cursor, next, st);
@@ -856,15 +856,10 @@ http_answer device_aggregate(const query_context& ctx, const std::string& id, co
     buckets = answer_buckets(r, merged);
   } else {
     std::optional<storage::device_record> rec;
-    if (partials) {
-      if (auto f = require_db(ctx)) return *f;
-      storage::status st;
-      rec = ctx.db->load_device(id, st);
-      if (!st) return internal_error("loading " + id + ": " + st.message);
-      if (!rec) return ok_answer(json{{"device", id}, {"found", false}, {"buckets", json::array()}});
-    } else if (auto f = load_device(ctx, id, rec)) {
+    if (auto f = load_device_part(ctx, id, partials,
+                                  json{{"device", id}, {"found", false}, {"buckets", json::array()}},
+                                  rec))
       return *f;
-    }
     if (auto f = device_buckets(*ctx.db, id, r, buckets)) return *f;
     if (partials)
       return ok_answer(json{{"device", id}, {"found", true}, {"buckets", partial_buckets_json(buckets)}});

@@ -24,21 +24,6 @@ using nlohmann::json;
 
 namespace {
 
-test::node_process as_process(const member& m) {
-  test::node_process p;
-  p.port = m.http_port;
-  return p;
-}
-
-// What one node holds of a device (partials=1): its last_seq there, 0 if none.
-std::uint64_t stored_here(const member& m, const std::string& device) {
-  auto res = try_get(m.http_port, "/api/v1/devices/" + device + "?partials=1");
-  REQUIRE(res);
-  REQUIRE(res->status == 200);
-  auto j = json::parse(res->body);
-  return j.value("found", true) ? j["last_seq"].get<std::uint64_t>() : 0;
-}
-
 json get_json(const member& m, const std::string& target) {
   auto res = try_get(m.http_port, target, 20s);
   REQUIRE(res);

@@ -22,12 +22,6 @@ using nlohmann::json;
 
 namespace {
 
-test::node_process as_process(const member& m) {
-  test::node_process p;
-  p.port = m.http_port;
-  return p;
-}
-
 std::uint64_t welcome_last_seq(const member& m, const std::string& device) {
   net::ws_blocking_client ws;
   test::connect(ws, as_process(m));
@@ -36,16 +30,6 @@ std::uint64_t welcome_last_seq(const member& m, const std::string& device) {
   auto w = test::read_until(ws, "welcome")["welcome"];
   CHECK(w["node"] == m.name);
   return w["last_seq"].get<std::uint64_t>();
-}
-
-// The node's own record of a device (partials=1: what a member answers a
-// coordinator): its last_seq there, 0 if it has none.
-std::uint64_t stored_here(const member& m, const std::string& device) {
-  auto res = try_get(m.http_port, "/api/v1/devices/" + device + "?partials=1");
-  REQUIRE(res);
-  REQUIRE(res->status == 200);
-  auto j = json::parse(res->body);
-  return j.value("found", true) ? j["last_seq"].get<std::uint64_t>() : 0;
 }
 
 }  // namespace

@@ -82,6 +82,23 @@ inline std::optional<net::http_response> try_get(std::uint16_t port, const std::
   return res;
 }
 
+// A member as the WebSocket helpers (tests/support/ws_helpers.hpp) take a node.
+inline test::node_process as_process(const member& m) {
+  test::node_process p;
+  p.port = m.http_port;
+  return p;
+}
+
+// The node's own record of a device (partials=1: what a member answers a
+// coordinator): its last_seq there, 0 if it has none.
+inline std::uint64_t stored_here(const member& m, const std::string& device) {
+  auto res = try_get(m.http_port, "/api/v1/devices/" + device + "?partials=1");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  auto j = json::parse(res->body);
+  return j.value("found", true) ? j["last_seq"].get<std::uint64_t>() : 0;
+}
+
 // name -> state, as `m` sees the cluster (empty if it does not answer).
 inline std::map<std::string, std::string> states(const member& m) {
   std::map<std::string, std::string> out;
