@@ -192,10 +192,9 @@ void send(forward_ptr self, std::vector<held_ptr> items) {
           if (auto n = self->state.ctx->metrics.shed_log.admit())
             spdlog::warn("forwarder: {} batches for {} not written ({}); sending again ({} such "
                          "in the last second)", hs.size(), name, caf::to_string(err), n);
-          std::vector<held_ptr> next;
-          for (auto& h : hs) answered(self, h, false, next);
-          settle(self);
-          send(self, std::move(next));
+          // A failure completes nothing and releases nothing: all go to retry.
+          std::vector<held_ptr> none;
+          for (auto& h : hs) answered(self, h, false, none);
         });
   }
   send(self, std::move(next));

@@ -97,11 +97,15 @@ caf::behavior hub_actor(hub_ptr self, context_ptr ctx) {
       update_count(self);
     },
     [=](publish_atom, std::vector<latest_value>& values) {
+      auto& ctx = *self->state.ctx;
+      const bool replicated = ctx.settings.cluster.replicas > 1;
+      const bool peers = ctx.peer_subscribers.load() > 0;
+      std::shared_ptr<const std::vector<member_info>> members;
+      if (replicated || peers) members = ctx.live_members();
       // With replicas every replica flushes a device's readings: only its
       // first live replica (its owner) publishes them, or subscribers would
       // get each update once per replica.
-      if (self->state.ctx->settings.cluster.replicas > 1) {
-        auto members = self->state.ctx->live_members();
+      if (replicated) {
         values.erase(std::remove_if(values.begin(), values.end(),
                                     [&](const latest_value& v) {
                                       return owner_of(v.device, *members).member != 0;
@@ -110,11 +114,9 @@ caf::behavior hub_actor(hub_ptr self, context_ptr ctx) {
         if (values.empty()) return;
       }
       // From this node's shards: to the members with subscribers too.
-      if (self->state.ctx->peer_subscribers.load() > 0) {
-        auto members = self->state.ctx->live_members();
+      if (peers)
         for (auto i = std::next(members->begin()); i != members->end(); ++i)
           if (i->subscribers > 0 && i->hub) self->send(i->hub, update_atom::value, values);
-      }
       push(self, values);
     },
     [=](update_atom, std::vector<latest_value>& values) { push(self, values); },

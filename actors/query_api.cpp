@@ -244,6 +244,12 @@ failure parse_fns(const params& p, unsigned& fns) {
   return std::nullopt;
 }
 
+// Whether a request is a cluster member's part (partials=1, cluster_target).
+bool member_part(const params& p) {
+  auto v = p.find("partials");
+  return v && *v == "1";
+}
+
 struct agg_request {
   std::string metric;
   std::int64_t from = 0;
@@ -264,8 +270,7 @@ failure parse_agg_request(const query_context& ctx, const params& p, std::string
   if (!valid_metric_name(*metric))
     return bad_request("metric must be 1-64 characters of [A-Za-z0-9_.], got '" + *metric + "'");
   r.metric = *metric;
-  r.replica_part = ctx.replicas > 1 && !ctx.member_answers && p.find("partials") &&
-                   *p.find("partials") == "1";
+  r.replica_part = ctx.replicas > 1 && !ctx.member_answers && member_part(p);
   if (auto f = parse_window(ctx, p, r.from, r.to)) return f;
   if (auto f = parse_format(p, accept, r.format)) return f;
   if (auto s = p.find("step")) {
@@ -653,7 +658,7 @@ http_answer list_devices(const query_context& ctx, const params& p) {
   }
   // A member's part also carries each device's latest values: a cluster
   // subscription's snapshot is made of them (actors/query.cpp).
-  const bool partials = p.find("partials") && *p.find("partials") == "1";
+  const bool partials = member_part(p);
   json j;
   j["devices"] = json::array();
   for (auto& rec : page) {
@@ -701,7 +706,7 @@ http_answer merged_device_detail(const query_context& ctx, const std::string& id
 
 http_answer device_detail(const query_context& ctx, const std::string& id, const params& p) {
   if (ctx.member_answers) return merged_device_detail(ctx, id);
-  const bool partials = p.find("partials") && *p.find("partials") == "1";
+  const bool partials = member_part(p);
   std::optional<storage::device_record> rec;
   if (auto f = load_device_part(ctx, id, partials, json{{"id", id}, {"found", false}}, rec))
     return *f;
@@ -811,7 +816,7 @@ http_answer device_readings(const query_context& ctx, const std::string& id, con
   if (auto s = p.find("cursor")) cursor = *s;
   if (ctx.member_answers) return merged_readings(ctx, id, limit, format);
   // A member's part: JSON whatever the format asked, "found":false rather than 404.
-  const bool partials = p.find("partials") && *p.find("partials") == "1";
+  const bool partials = member_part(p);
   if (partials) format = out_format::json;
   std::optional<storage::device_record> rec;
   if (auto f = load_device_part(ctx, id, partials,
@@ -841,7 +846,7 @@ http_answer device_aggregate(const query_context& ctx, const std::string& id, co
                              std::string_view accept) {
   agg_request r;
   if (auto f = parse_agg_request(ctx, p, accept, r)) return *f;
-  const bool partials = p.find("partials") && *p.find("partials") == "1";
+  const bool partials = member_part(p);
   std::vector<storage::bucket> buckets;
   if (ctx.member_answers) {
     if (r.fns & fn_counter)
@@ -895,7 +900,7 @@ http_answer fleet_aggregate(const query_context& ctx, const params& p, std::stri
     if (*g != "device") return bad_request("group_by must be 'device', got '" + *g + "'");
     group = true;
   }
-  const bool partials = p.find("partials") && *p.find("partials") == "1";
+  const bool partials = member_part(p);
   // Counters are per device (a fleet's increase is the sum of its devices'),
   // so they need the devices apart even when the answer merges them.
   const bool counters = (r.fns & fn_counter) != 0;

@@ -85,21 +85,27 @@ device_owner owner_of(std::string_view device, const Members& members) {
   return best;
 }
 
-// This member's shard for a device it owns (the shard owner_of names when it
-// picks this member).
-inline std::size_t member_shard_of(std::string_view device, std::uint64_t name_hash,
-                                   std::size_t shards) {
-  auto h = device_hash(device);
+// A member's shard of highest weight for a device (hashed), and that weight.
+inline std::pair<std::size_t, std::uint64_t> member_best_shard(std::uint64_t device_h,
+                                                               std::uint64_t name_hash,
+                                                               std::size_t shards) {
   std::size_t best = 0;
   std::uint64_t best_w = 0;
   for (std::size_t s = 0; s < shards; ++s) {
-    auto w = member_weight(h, name_hash, s);
+    auto w = member_weight(device_h, name_hash, s);
     if (s == 0 || w > best_w) {
       best = s;
       best_w = w;
     }
   }
-  return best;
+  return {best, best_w};
+}
+
+// This member's shard for a device it owns (the shard owner_of names when it
+// picks this member).
+inline std::size_t member_shard_of(std::string_view device, std::uint64_t name_hash,
+                                   std::size_t shards) {
+  return member_best_shard(device_hash(device), name_hash, shards).first;
 }
 
 }  // namespace pulse
@@ -115,12 +121,9 @@ void replicas_of(std::string_view device, const Members& members, std::size_t r,
   auto h = device_hash(device);
   std::vector<std::pair<std::uint64_t, std::size_t>> ranked;  // (weight, member)
   ranked.reserve(members.size());
-  for (std::size_t m = 0; m < members.size(); ++m) {
-    std::uint64_t best = 0;
-    for (std::size_t s = 0; s < members[m].shards; ++s)
-      best = std::max(best, member_weight(h, members[m].name_hash, s));
-    if (members[m].shards > 0) ranked.emplace_back(best, m);
-  }
+  for (std::size_t m = 0; m < members.size(); ++m)
+    if (members[m].shards > 0)
+      ranked.emplace_back(member_best_shard(h, members[m].name_hash, members[m].shards).second, m);
   r = std::min(r, ranked.size());
   std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(r), ranked.end(),
                     [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });

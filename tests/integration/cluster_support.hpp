@@ -158,4 +158,31 @@ struct trio {
   member& operator[](std::size_t i) { return nodes[i]; }
 };
 
+// pulse-sim (20 devices x 20 readings/s for 6 s, plus `extra`) writing to
+// node-a while node-c is killed 2 s in, once readings flow (some of them
+// owned by it). Checks that every reading sent was acked, none gave up, and
+// acks kept coming (none waited 5 s across the kill); returns the report.
+inline json sim_across_kill(trio& t, const std::vector<std::string>& extra = {}) {
+  auto report = t.dir.path() + "/sim.json";
+  std::vector<std::string> args = {"--node=127.0.0.1:" + std::to_string(t[0].http_port),
+                                   "--devices=20", "--rate=20", "--batch=1", "--window=100",
+                                   "--duration=6s", "--drain=20s", "--reconnect-min=50ms",
+                                   "--reconnect-max=1s", "--quiet", "--report=" + report};
+  args.insert(args.end(), extra.begin(), extra.end());
+  test::child sim{test::sim_binary(), args};
+  std::this_thread::sleep_for(2s);
+  REQUIRE(t[2].stop(SIGKILL) == 128 + SIGKILL);
+  wait_state(t[0], "node-c", "down", 3s);
+  REQUIRE(sim.wait(60s) == 0);
+  auto r = test::durable::read_report(report);
+  INFO(r.dump().substr(0, 2000));
+  CHECK(r["acked"].get<std::uint64_t>() > 0);
+  CHECK(r["acked"] == r["sent"]);
+  CHECK(r["unconfirmed"] == 0);
+  CHECK(r["gave_up"] == 0);
+  CHECK(r["latency_ms"]["max"].get<double>() < 5000);
+  WARN("longest ack across the kill: " << r["latency_ms"]["max"].get<double>() << " ms");
+  return r;
+}
+
 }  // namespace pulse::test::cluster
